@@ -1,0 +1,243 @@
+"""The ``udistill`` command: parses arguments, builds a config, calls one function.
+
+Errors the user can fix (:class:`~udistill.errors.UdistillError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def _add_config_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--config", "-c", required=required, help="YAML config (see configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
+
+
+def _experiment_config(args):
+    from .config import ExperimentConfig, load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "device", None):
+        overrides.append(f"device={args.device}")
+    return load_config(ExperimentConfig, args.config, overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="udistill",
+        description="Uncertainty distillation for semantic segmentation: train a deep ensemble, distil its "
+        "per-pixel uncertainty into one two-headed student, evaluate, deploy.",
+    )
+    parser.add_argument("--version", action="version", version=f"udistill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # data ------------------------------------------------------------------------------
+    data = sub.add_parser("data", help="inspect, check and export datasets")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    pv = dsub.add_parser("preview", help="grid of images with colourised labels (and depth)")
+    pv.add_argument("--dataset", default="synthetic")
+    pv.add_argument("--root", default=None)
+    pv.add_argument("--split", default="train")
+    pv.add_argument("--shift", default=None)
+    pv.add_argument("--count", type=int, default=4)
+    pv.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    pv.add_argument("--seed", type=int, default=0)
+    pv.add_argument("--out", default="preview.png")
+    ck = dsub.add_parser("check", help="validate every image/label pair and print a summary")
+    ck.add_argument("--dataset", required=True)
+    ck.add_argument("--root", default=None)
+    ck.add_argument("--split", default="train")
+    ex = dsub.add_parser("export", help="write a dataset (normally synthetic) to disk in the CamVid layout")
+    ex.add_argument("--dataset", default="synthetic")
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--split", default="train")
+    ex.add_argument("--count", type=int, default=None)
+    ex.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    ex.add_argument("--shift", default=None)
+    ex.add_argument("--seed", type=int, default=0)
+
+    # pipeline ----------------------------------------------------------------------------
+    tt = sub.add_parser("train-teacher", help="train ensemble member(s); finished members are skipped")
+    _add_config_args(tt, required=True)
+    g = tt.add_mutually_exclusive_group(required=True)
+    g.add_argument("--member", type=int, help="member index K (0 is the baseline)")
+    g.add_argument("--members", help="several members in turn, e.g. 0-4 or 0,2,5")
+    tt.add_argument("--resume", action="store_true", help="(default behaviour) continue from the last epoch checkpoint")
+
+    ds = sub.add_parser("distill", help="train the two-headed student from the ensemble")
+    _add_config_args(ds, required=True)
+    ds.add_argument("--resume", action="store_true", help="(default behaviour) continue from the last epoch checkpoint")
+
+    ev = sub.add_parser("evaluate", help="tables, figures and results.json for baseline, teacher and student")
+    _add_config_args(ev, required=True)
+
+    xp = sub.add_parser("experiment", help="the whole pipeline for one config: members, student, evaluation")
+    _add_config_args(xp, required=True)
+    xp.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
+
+    dm = sub.add_parser("demo", help="the whole pipeline on built-in synthetic data (about 10 minutes on 2 CPU cores)")
+    dm.add_argument("--out", default="runs/demo")
+    dm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    dm.add_argument("--device", default=None)
+
+    # deployment ----------------------------------------------------------------------------
+    pr = sub.add_parser("predict", help="segmentation, uncertainty and OOD flag for images, folders, videos")
+    pr.add_argument("checkpoint")
+    pr.add_argument("inputs", nargs="+")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--score", default="median_plus_min_over_max", help="image score for the OOD flag")
+    pr.add_argument("--threshold", type=float, default=None, help="override the calibrated OOD threshold")
+    pr.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    pr.add_argument("--onnx", default=None, help="ONNX file for --backend onnxruntime (default: CHECKPOINT with .onnx)")
+    pr.add_argument("--device", default=None)
+    pr.add_argument("--video-out", action="store_true", help="also write an annotated video for video inputs")
+
+    xo = sub.add_parser("export", help="export the student to ONNX")
+    xo.add_argument("checkpoint")
+    xo.add_argument("--onnx", required=True, help="output .onnx path")
+    xo.add_argument("--opset", type=int, default=17)
+
+    bm = sub.add_parser("benchmark", help="latency and throughput of baseline, students, ensemble, MC dropout")
+    bm.add_argument("--config", "-c", default=None)
+    bm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    bm.add_argument("--json", default=None, help="write the results here")
+    bm.add_argument("--device", default=None)
+    return parser
+
+
+def _cmd_data(args) -> int:
+    from .data import tools
+
+    if args.data_command == "preview":
+        from .data import build_dataset
+
+        ds = build_dataset(args.dataset, args.split, root=args.root, shift=args.shift, size=args.size, seed=args.seed)
+        tools.preview_grid(ds, args.out, count=args.count, seed=args.seed)
+        print(f"wrote {args.out} ({min(args.count, len(ds))} images of {args.dataset}/{args.split}{' shift=' + args.shift if args.shift else ''})")
+        return 0
+    if args.data_command == "check":
+        summary = tools.check_dataset(args.dataset, args.root, args.split)
+        tools.print_summary(summary)
+        return 0 if not summary["problems"] else 2
+    if args.data_command == "export":
+        n = tools.export_dataset(args.dataset, args.out, args.split, count=args.count, size=args.size, shift=args.shift, seed=args.seed)
+        print(f"wrote {n} images to {args.out} (CamVid layout, split {args.split})")
+        return 0
+    print("udistill data: choose preview, check or export (see --help)", file=sys.stderr)
+    return 2
+
+
+def _dispatch(args) -> int:
+    if args.command == "data":
+        return _cmd_data(args)
+    if args.command == "train-teacher":
+        from .teacher import parse_members, train_members
+
+        cfg = _experiment_config(args)
+        members = [args.member] if args.member is not None else parse_members(args.members)
+        with _distributed():
+            paths = train_members(cfg, members)
+        for p in paths:
+            print(f"member ready: {p}")
+        return 0
+    if args.command == "distill":
+        from .distill import run_distill
+
+        cfg = _experiment_config(args)
+        with _distributed():
+            path = run_distill(cfg)
+        print(f"student ready: {path}")
+        return 0
+    if args.command == "evaluate":
+        from .evaluate import run_evaluation
+
+        cfg = _experiment_config(args)
+        out = run_evaluation(cfg)
+        print(f"report: {out / 'report.html'}")
+        return 0
+    if args.command == "experiment":
+        from .experiment import describe_plan, run_experiment
+
+        cfg = _experiment_config(args)
+        if args.dry_run:
+            print(describe_plan(cfg))
+            return 0
+        run_experiment(cfg)
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        run_demo(args.out, overrides=args.overrides, device=args.device)
+        return 0
+    if args.command == "predict":
+        from .predict import run_predict
+
+        run_predict(args)
+        return 0
+    if args.command == "export":
+        from .export import export_onnx
+
+        path = export_onnx(args.checkpoint, args.onnx, opset=args.opset)
+        print(f"wrote {path}")
+        return 0
+    if args.command == "benchmark":
+        from .benchmark import run_benchmark_cli
+
+        run_benchmark_cli(args)
+        return 0
+    build_parser().print_help()
+    return 2
+
+
+class _distributed:
+    """Initialise torch.distributed when launched by torchrun (WORLD_SIZE > 1)."""
+
+    def __enter__(self):
+        import torch
+        import torch.distributed as dist
+
+        self.active = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+        if self.active:
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend)
+            if torch.cuda.is_available():
+                torch.cuda.set_device(dist.get_rank() % torch.cuda.device_count())
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import UdistillError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _dispatch(args)
+    except UdistillError as exc:
+        print(f"udistill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("udistill: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

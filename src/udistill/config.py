@@ -1,0 +1,277 @@
+"""Typed configuration: dataclasses with commented defaults, read from YAML.
+
+Every key can be overridden on the command line with ``--set dotted.key=value`` (the value
+is parsed as YAML, so ``--set train.epochs=3`` gives an int and ``--set data.size=[64,96]``
+a list). Unknown keys and wrong types raise :class:`~udistill.errors.ConfigError` naming the
+key. Each run writes its resolved config next to its outputs (:func:`save_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+from .io import atomic_write_text
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # registry name, see udistill.data.available_datasets()
+    root: Optional[str] = None  # dataset folder; synthetic needs none
+    size: Optional[list[int]] = None  # [H, W] to resize to; None = native resolution
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    options: dict[str, Any] = field(default_factory=dict)  # extra build_dataset kwargs (all splits)
+    train_options: dict[str, Any] = field(default_factory=dict)  # extra kwargs for the train split only
+    test_options: dict[str, Any] = field(default_factory=dict)  # extra kwargs for val/test splits
+    # shifted sets evaluated as out-of-distribution: a shift name ("fog") or a mapping
+    # {name, shift, split, dataset, root, options} (e.g. another sequence or data set)
+    shifts: list[Any] = field(default_factory=list)
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "deeplabv3plus"
+    encoder: str = "mobilenet_v2"  # any segmentation_models_pytorch encoder name
+    encoder_weights: Optional[str] = None  # "imagenet" needs the network; None = random init
+    decoder_channels: int = 256
+    head_channels: int = 256  # paper: 3x3 conv-BN-ReLU with 256 channels
+    dropout: float = 0.0  # dropout before the head (MC-dropout baseline needs > 0)
+    uncertainty_head: str = "paper"  # student only: "paper" (two full heads) or "light"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 0.01
+    optimizer: str = "sgd"  # sgd | adam | adamw | rmsprop
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9  # poly learning-rate schedule
+    grad_clip: float = 5.0  # max gradient norm; 0 disables
+    class_weights: Optional[list[float]] = None
+    augment: str = "basic"  # augmentation recipe, see udistill.train.recipes
+    amp: bool = True  # mixed precision on CUDA only
+    deterministic: bool = False
+    seed: int = 0
+    max_iters_per_epoch: Optional[int] = None  # cap (for smoke tests)
+    tensorboard: bool = False
+    progress: bool = True
+
+
+@dataclass
+class TeacherConfig:
+    members: int = 4  # F, the ensemble size (paper: 25)
+    init_seed: int = 0  # one initialisation for all members (paper)
+    diverse_init: bool = False  # True: member K is initialised with init_seed + K
+    diversify: bool = True  # per-member lr / optimiser / augmentation drawn from K
+    temperature: float = 1.0
+
+
+@dataclass
+class DistillConfig:
+    temperature: float = 1.0  # the paper does not give its T
+    alpha: float = 0.1
+    beta: float = 1.1
+    targets: str = "cached"  # cached | online
+    init_from: str = "member0"  # "member0" or a checkpoint path
+    epochs: Optional[int] = None  # None = train.epochs
+    lr: Optional[float] = None  # None = train.lr
+
+
+@dataclass
+class EvaluateConfig:
+    mc_samples: int = 10  # T for MC dropout
+    mc_dropout: float = 0.2  # dropout rate used when the baseline has none
+    bins: int = 4096  # histogram bins for streamed pixel metrics
+    max_images: Optional[int] = None
+    false_alarm_rate: float = 0.05  # OOD threshold calibration
+    examples: int = 3  # images per grid in the example figures
+    batch_size: int = 4
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole pipeline: members, student, evaluation. Used by train-teacher, distill,
+    evaluate, experiment and demo (each reads the sections it needs)."""
+
+    name: str = "experiment"
+    out_dir: str = "runs/experiment"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints widen to floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        return _from_dict(tp, value, prefix=key + ".")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        (item_tp,) = args or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown config key '{prefix}{key}' (known: {known})")
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``dotted.key=value``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects dotted.key=value, got '{text}'")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set expects dotted.key=value, got '{text}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict | None = None,
+) -> T:
+    """Build ``cls`` from defaults, then ``base``, then the YAML at ``path``, then ``--set`` overrides."""
+    data: dict = {}
+    if base:
+        data = _deep_merge(data, base)
+    if path is not None:
+        try:
+            data = _deep_merge(data, read_yaml(path))
+        except ConfigError as exc:
+            raise
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    try:
+        return _from_dict(cls, data)
+    except ConfigError as exc:
+        if path is not None:
+            raise ConfigError(f"{path}: {exc}") from None
+        raise
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,162 @@
+"""The teacher: a deep ensemble whose per-pixel, per-class softmax statistics are the
+distillation targets (paper, eq. 3).
+
+For F members with softmax maps p_j = softmax(z_j / T):
+- mean M = (1/F) sum_j p_j;
+- population standard deviation Sigma = sqrt((1/F) sum_j (p_j - M)^2)  (divide by F, not F-1);
+- mutual information MI = H(M) - (1/F) sum_j H(p_j) (epistemic part of the entropy).
+
+Statistics are streamed over members with Welford's update (running mean and sum of
+squared deviations), so memory holds two C x H x W maps, never an F x C x H x W stack;
+members may stay on the CPU and visit the device in turn (``offload=True``), for
+ensembles larger than device memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+
+class EnsembleOutput(NamedTuple):
+    """Shape: mean, std (N, C, H, W); mutual_info, expected_entropy (N, H, W)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    mutual_info: torch.Tensor
+    expected_entropy: torch.Tensor
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(1)
+
+
+class RunningMoments:
+    """Welford's streaming mean and population std of probability maps over members."""
+
+    def __init__(self):
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+        self.entropy_sum: torch.Tensor | None = None
+
+    def update(self, prob: torch.Tensor) -> None:
+        prob = prob.float()
+        self.count += 1
+        ent = _entropy(prob)
+        if self.mean is None:
+            self.mean = prob.clone()
+            self.m2 = torch.zeros_like(prob)
+            self.entropy_sum = ent
+            return
+        delta = prob - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (prob - self.mean)
+        self.entropy_sum += ent
+
+    def result(self) -> EnsembleOutput:
+        if self.count == 0:
+            raise ValueError("no members were added")
+        std = (self.m2 / self.count).clamp_min(0).sqrt()
+        expected = self.entropy_sum / self.count
+        mi = (_entropy(self.mean) - expected).clamp_min(0)
+        return EnsembleOutput(self.mean, std, mi, expected)
+
+
+class Ensemble(nn.Module):
+    """Members' softmax statistics at temperature T. Call with images (N, 3, H, W) in [0, 1]."""
+
+    def __init__(self, members: Sequence[nn.Module], temperature: float = 1.0, offload: bool = False):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.temperature = float(temperature)
+        self.offload = offload
+        self.metadata: list[dict] = []
+        self.eval()
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[str | Path], temperature: float = 1.0, offload: bool = False, num_classes: int | None = None) -> "Ensemble":
+        from .models.checkpoint import load_model
+
+        models, metas = [], []
+        for p in paths:
+            m, meta = load_model(p, num_classes=num_classes)
+            models.append(m)
+            metas.append(meta)
+        ens = cls(models, temperature=temperature, offload=offload)
+        ens.metadata = metas
+        return ens
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, temperature: float = 1.0, offload: bool = False, members: int | None = None) -> "Ensemble":
+        """Load finished members from ``run_dir/members/member-K/model.safetensors``."""
+        paths = member_paths(run_dir)
+        if members is not None:
+            if len(paths) < members:
+                raise CheckpointError(f"{run_dir}: {len(paths)} finished members, {members} needed (train them first)")
+            paths = paths[:members]
+        if not paths:
+            raise CheckpointError(f"{run_dir}: no finished ensemble members under members/")
+        return cls.from_paths(paths, temperature, offload)
+
+    def fingerprint(self) -> str:
+        """Identity of the members' weights (for cache invalidation)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for m in self.members:
+            for k, v in m.state_dict().items():
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()[:4096])
+                h.update(str(float(v.float().sum())).encode())
+        h.update(str(self.temperature).encode())
+        return h.hexdigest()[:16]
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> EnsembleOutput:
+        device = images.device
+        moments = RunningMoments()
+        for member in self.members:
+            if self.offload:
+                member.to(device)
+            member.eval()
+            logits = member(images).logits
+            moments.update(torch.softmax(logits.float() / self.temperature, dim=1))
+            if self.offload:
+                member.to("cpu")
+        return moments.result()
+
+    @torch.no_grad()
+    def member_probs(self, images: torch.Tensor):
+        """Yield each member's softmax map in turn (for evaluation of single members)."""
+        for member in self.members:
+            member.eval()
+            yield torch.softmax(member(images).logits.float() / self.temperature, dim=1)
+
+
+def member_dir(run_dir: str | Path, k: int) -> Path:
+    return Path(run_dir) / "members" / f"member-{k}"
+
+
+def member_paths(run_dir: str | Path) -> list[Path]:
+    """Finished members in index order."""
+    root = Path(run_dir) / "members"
+    found = []
+    for d in root.glob("member-*"):
+        try:
+            k = int(d.name.split("-", 1)[1])
+        except ValueError:
+            continue
+        if (d / "model.safetensors").exists():
+            found.append((k, d / "model.safetensors"))
+    return [p for _, p in sorted(found)]

@@ -1,0 +1,125 @@
+"""The whole pipeline for one config: members -> student -> evaluation -> report.
+
+Each stage skips what is finished and resumes what was interrupted, so rerunning the same
+command after a crash or a kill continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .config import ExperimentConfig, save_config
+from .data.from_config import parse_shifts
+from .data.registry import available_datasets
+from .data.transforms import RECIPES
+from .errors import ConfigError
+from .train.recipes import OPTIMIZERS, member_recipe
+
+
+def validate_config(cfg: ExperimentConfig) -> None:
+    """Check names and values without touching data or weights (for --dry-run)."""
+    known = available_datasets()
+    if cfg.data.dataset not in known:
+        raise ConfigError(f"config key 'data.dataset': unknown dataset '{cfg.data.dataset}' (known: {', '.join(known)})")
+    for spec in parse_shifts(cfg.data):
+        if spec.dataset and spec.dataset not in known:
+            raise ConfigError(f"config key 'data.shifts': unknown dataset '{spec.dataset}' in shift '{spec.name}'")
+    if cfg.data.size is not None and (len(cfg.data.size) != 2 or min(cfg.data.size) < 16):
+        raise ConfigError("config key 'data.size': expected [H, W] with sides >= 16")
+    _check_encoder(cfg.model.encoder)
+    if cfg.model.uncertainty_head not in ("paper", "light"):
+        raise ConfigError("config key 'model.uncertainty_head': expected 'paper' or 'light'")
+    if cfg.train.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"config key 'train.optimizer': expected one of {', '.join(OPTIMIZERS)}")
+    if cfg.train.augment not in RECIPES:
+        raise ConfigError(f"config key 'train.augment': expected one of {', '.join(RECIPES)}")
+    if cfg.distill.targets not in ("cached", "online"):
+        raise ConfigError("config key 'distill.targets': expected 'cached' or 'online'")
+    if cfg.teacher.members < 1:
+        raise ConfigError("config key 'teacher.members': at least 1")
+    if cfg.train.epochs < 1 or cfg.train.batch_size < 2:
+        raise ConfigError("config keys 'train.epochs' >= 1 and 'train.batch_size' >= 2 (BatchNorm needs two samples)")
+
+
+def _check_encoder(name: str) -> None:
+    import segmentation_models_pytorch as smp
+
+    if name.startswith("tu-"):
+        import timm
+
+        if not timm.list_models(name[3:]):
+            raise ConfigError(f"config key 'model.encoder': timm has no model '{name[3:]}'")
+        return
+    if name not in smp.encoders.get_encoder_names():
+        raise ConfigError(f"config key 'model.encoder': unknown encoder '{name}'")
+
+
+def describe_plan(cfg: ExperimentConfig) -> str:
+    validate_config(cfg)
+    d, m, t = cfg.data, cfg.model, cfg.train
+    lines = [
+        f"experiment '{cfg.name}' -> {cfg.out_dir} (device {cfg.device})",
+        f"data: {d.dataset} root={d.root or '-'} size={d.size or 'native'} splits train={d.train_split} val={d.val_split} test={d.test_split}",
+        f"model: {m.arch} encoder={m.encoder} weights={m.encoder_weights} decoder={m.decoder_channels} head={m.head_channels} dropout={m.dropout}",
+        f"1. teacher: {cfg.teacher.members} members x {t.epochs} epochs, batch {t.batch_size}, "
+        f"{'one init seed ' + str(cfg.teacher.init_seed) if not cfg.teacher.diverse_init else 'init seed per member'}",
+    ]
+    for k in range(cfg.teacher.members):
+        r = member_recipe(t, k, cfg.teacher.diversify)
+        lines.append(f"   member {k:>2}: optimizer={r.optimizer:<7} lr={r.lr:<8g} augment={r.augment}{'  (baseline)' if k == 0 else ''}")
+    dc = cfg.distill
+    lines.append(
+        f"2. student: from {dc.init_from}, heads={m.uncertainty_head}, targets={dc.targets}, T={dc.temperature} "
+        f"alpha={dc.alpha} beta={dc.beta}, {dc.epochs or t.epochs} epochs"
+    )
+    shifts = [s.name for s in parse_shifts(d)]
+    lines.append(f"3. evaluate: test split '{d.test_split}' + shifts: {', '.join(shifts) or 'none'}; MC dropout T={cfg.evaluate.mc_samples}")
+    lines.append(f"4. report: {Path(cfg.out_dir) / 'evaluation' / 'report.html'}")
+    return "\n".join(lines)
+
+
+def run_experiment(cfg: ExperimentConfig, device: str | None = None, progress: bool = True, log=print) -> dict:
+    """Run every stage (finished ones are skipped); returns the results dict."""
+    import json
+
+    from .distill import run_distill
+    from .evaluate import run_evaluation
+    from .teacher import train_member
+
+    validate_config(cfg)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    for k in range(cfg.teacher.members):
+        log(f"[teacher] member {k + 1}/{cfg.teacher.members}")
+        train_member(cfg, k, device)
+    log("[student] distilling")
+    run_distill(cfg, device)
+    log("[evaluate] baseline, teacher, student on the test set and every shift")
+    ev = run_evaluation(cfg, device, progress=progress)
+    results = json.loads((ev / "results.json").read_text())
+    log(summary_table(results))
+    log(f"report: {ev / 'report.html'}")
+    return results
+
+
+def _f(x, digits=3) -> str:
+    return "  -  " if x is None else f"{x:.{digits}f}"
+
+
+def summary_table(results: dict) -> str:
+    """The short table the demo prints."""
+    lines = []
+    mi = results["miou"]
+    lines.append("mIoU (in-distribution test): " + "  ".join(f"{k} {_f(mi[k])}" for k in ("baseline", "teacher", "student")))
+    lines.append("misclassification AUROC:     " + "  ".join(f"{m} {_f(v['auroc'])}" for m, v in results["pixel"].items()))
+    for name, s in results.get("shifts", {}).items():
+        o = s["ood"]["student_sigma"]["median_plus_min_over_max"]
+        lines.append(f"shift {name:<10} mIoU b/t/s {_f(s['miou']['baseline'])}/{_f(s['miou']['teacher'])}/{_f(s['miou']['student'])}"
+                     f"  OOD AUROC (median+min)/max {_f(o['auroc'])}")
+    lat = results.get("latency_ms")
+    if lat:
+        lines.append(f"latency (batch 1, {lat['size'][0]}x{lat['size'][1]}): baseline {lat['baseline']:.1f} ms, student {lat['student']:.1f} ms, "
+                     f"ensemble {lat['ensemble']:.1f} ms; student/baseline {lat['student_over_baseline']:.2f}x, ensemble/student {lat['ensemble_over_student']:.2f}x")
+    return "\n".join(lines)

