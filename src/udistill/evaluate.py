@@ -255,7 +255,7 @@ def summarise(acc: SetAccumulator) -> dict:
 
 def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: bool = True) -> Path:
     """Evaluate the run in ``cfg.out_dir``; writes ``evaluation/`` with results.json and the report."""
-    from .report import write_figures_and_report
+    from .report.pipeline import write_figures_and_report
 
     dev = resolve_device(device or cfg.device)
     out = Path(cfg.out_dir) / "evaluation"
@@ -279,7 +279,7 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
     }
     pixel = {m: acc_in.pixel[m].compute() for m in METHODS}
     results["pixel"] = {m: {k: pixel[m][k] for k in ("auroc", "aupr", "fpr95", "ece", "brier", "aurc")} for m in METHODS}
-    results["curves"] = {m: {"risk_coverage": pixel[m]["risk_coverage"], "roc": pixel[m]["roc"], "histogram": pixel[m]["histogram"]} for m in METHODS}
+    results["curves"] = {m: {k: pixel[m][k] for k in ("risk_coverage", "roc", "histogram", "reliability")} for m in METHODS}
     agree = acc_in.agree.compute()
     results["agreement"] = agree
     results["sigma_hist2d"] = acc_in.sigma2d.compute()

@@ -23,7 +23,7 @@ def _open(path: Path, what: str) -> Image.Image:
     if not path.exists():
         raise DataError(f"{path}: {what} not found")
     if path.is_dir():
-        raise DataError(f"{path}: expected a {what} file, found a folder")
+        raise DataError(f"{path}: {what} path is a folder, not a file")
     try:
         if path.stat().st_size == 0:
             raise DataError(f"{path}: {what} is an empty file")

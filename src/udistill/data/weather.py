@@ -173,7 +173,6 @@ _RAIN_LAYERS = ((10.0, 0.035, 1, 0.22, 14.0), (4.0, 0.07, 1, 0.30, 6.0), (1.5, 0
 def rain_streaks(height: int, width: int, depth: np.ndarray, rng: np.random.Generator, intensity: float = 1.0) -> np.ndarray:
     """Opacity (H, W) float32 in [0, 1] of slanted rain streaks, occluded by nearer scene."""
     angle = np.deg2rad(rng.normal(0.0, 12.0))
-    dx, dy = np.sin(angle), np.cos(angle)
     total = np.zeros((height, width), np.float32)
     for dist, length, lw, alpha, per in _RAIN_LAYERS:
         n = int(round(per * intensity * height * width / 1e4))
@@ -192,7 +191,6 @@ def rain_streaks(height: int, width: int, depth: np.ndarray, rng: np.random.Gene
         layer = np.asarray(canvas.filter(ImageFilter.GaussianBlur(0.6 + 0.2 * lw)), np.float32) * (alpha / 255.0)
         layer *= depth > dist
         total += layer * (1.0 - total)
-    del dx, dy
     return total
 
 

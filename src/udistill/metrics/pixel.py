@@ -271,13 +271,13 @@ class BinnedPixelMetrics:
             p = _tensor(probs).to(dev)
             if p.dim() != len(shape) + 1:
                 raise ValueError(f"probs shape {tuple(p.shape)} does not fit score shape {tuple(shape)}")
-            p = p.movedim(_class_axis(len(shape)), -1)  # S + (C,)
-            if p.shape[:-1] != shape:
+            ax = _class_axis(len(shape))
+            if p.shape[:ax] + p.shape[ax + 1 :] != shape:
                 raise ValueError(f"probs shape {tuple(p.shape)} does not fit score shape {tuple(shape)}")
-            n_cls = p.shape[-1]
-            tt = t.clamp(0, n_cls - 1)
-            p_t = torch.gather(p, -1, tt.unsqueeze(-1)).squeeze(-1).to(torch.float64)
-            sq = (p.to(torch.float32) ** 2).sum(-1).to(torch.float64)
+            tt = t.clamp(0, p.shape[ax] - 1).unsqueeze(ax)
+            p_t = torch.gather(p, ax, tt).squeeze(ax).to(torch.float64)
+            pf = p.float()
+            sq = (pf * pf).sum(ax).to(torch.float64)
             per_pixel = sel(sq - 2.0 * p_t + 1.0)
             self._brier += np.array([float(per_pixel.sum()), float(per_pixel.numel())])
 

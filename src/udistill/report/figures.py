@@ -47,7 +47,7 @@ _OTHER_COLORS = ["#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#7f7f7f", "#e377c2
 
 
 def _new_figure(w: float, h: float) -> Figure:
-    fig = Figure(figsize=(w, h), dpi=DPI)
+    fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -157,7 +157,7 @@ def plot_examples(
         ax_u = axes[i, len(cols) - 1]
         im = ax_u.imshow(_np(row["uncertainty"]).astype(np.float32), cmap=cmap, vmin=0.0, vmax=vmax,
                          interpolation="nearest")
-        fig.colorbar(im, ax=ax_u, fraction=0.046, pad=0.02)
+        fig.colorbar(im, ax=ax_u, shrink=0.9)
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -208,7 +208,7 @@ def plot_sigma_hexbin(
         shown = np.ma.masked_invalid(np.where(data > 0, data, np.nan)) if norm is not None else np.ma.masked_invalid(data)
         kw = {"norm": norm} if norm is not None else {"vmin": 0.0, "vmax": 1.0}
         mesh = ax.pcolormesh(xe, ye, shown.T, cmap=cmap, shading="flat", **kw)
-        fig.colorbar(mesh, ax=ax, fraction=0.046, pad=0.02, label="pixels" if norm is not None else "fraction wrong")
+        fig.colorbar(mesh, ax=ax, label="pixels" if norm is not None else "fraction wrong")
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, alpha=0.7)
         ax.set_xlim(xe[0], xe[-1])
         ax.set_ylim(ye[0], ye[-1])

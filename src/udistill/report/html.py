@@ -8,7 +8,6 @@ import base64
 import datetime as _dt
 import html
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
