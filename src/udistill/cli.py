@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--onnx", default=None, help="ONNX file for --backend onnxruntime (default: CHECKPOINT with .onnx)")
     pr.add_argument("--device", default=None)
     pr.add_argument("--video-out", action="store_true", help="also write an annotated video for video inputs")
+    pr.add_argument("--uncertainty-max", type=float, default=None,
+                    help="top of the heat-map scale (default: the measure's range, 1 for sigma, 1-1/C for 1-max softmax)")
+    pr.add_argument("--alpha", type=float, default=0.5, help="weight of the segmentation colours in the overlay (0..1)")
 
     xo = sub.add_parser("export", help="export the student to ONNX")
     xo.add_argument("checkpoint")
@@ -111,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     bm.add_argument("--json", default=None, help="write the results here")
     bm.add_argument("--device", default=None)
+    bm.add_argument("--size", dest="sizes", type=int, nargs=2, action="append", default=None, metavar=("H", "W"),
+                    help="input resolution (repeatable; default: the config's data.size or 360 480)")
+    bm.add_argument("--repeats", type=int, default=20, help="timed runs per measurement (median reported)")
+    bm.add_argument("--throughput-repeats", type=int, default=None, help="timed batch runs for throughput (default: --repeats)")
+    bm.add_argument("--batch-size", type=int, default=8, help="batch size for throughput")
+    bm.add_argument("--warmup", type=int, default=3, help="untimed runs before timing")
+    bm.add_argument("--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: torch's)")
+    bm.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                    help="subset of baseline student student_light ensemble mc_dropout (default: all)")
+    bm.add_argument("--backends", nargs="+", default=None, metavar="BACKEND", help="subset of torch onnxruntime (default: both)")
+    bm.add_argument("--classes", type=int, default=None, help="number of classes (default: from the dataset name, 11 or 19)")
     return parser
 
 
@@ -144,18 +158,20 @@ def _dispatch(args) -> int:
 
         cfg = _experiment_config(args)
         members = [args.member] if args.member is not None else parse_members(args.members)
-        with _distributed():
+        with _distributed() as ctx:
             paths = train_members(cfg, members)
-        for p in paths:
-            print(f"member ready: {p}")
+            if ctx.is_main:
+                for p in paths:
+                    print(f"member ready: {p}")
         return 0
     if args.command == "distill":
         from .distill import run_distill
 
         cfg = _experiment_config(args)
-        with _distributed():
+        with _distributed() as ctx:
             path = run_distill(cfg)
-        print(f"student ready: {path}")
+            if ctx.is_main:
+                print(f"student ready: {path}")
         return 0
     if args.command == "evaluate":
         from .evaluate import run_evaluation
@@ -211,6 +227,7 @@ class _distributed:
             dist.init_process_group(backend)
             if torch.cuda.is_available():
                 torch.cuda.set_device(dist.get_rank() % torch.cuda.device_count())
+        self.is_main = not dist.is_initialized() or dist.get_rank() == 0
         return self
 
     def __exit__(self, *exc):
@@ -237,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("udistill: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `udistill ... | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,5 +1,6 @@
 """data.tools: check_dataset, export_dataset (CamVid layout round trip), preview_grid."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from PIL import Image
 
 import udistill.data
 from udistill.data import build_dataset
-from udistill.data.tools import check_dataset, export_dataset, preview_grid
+from udistill.data.tools import check_dataset, export_dataset, preview_grid, print_summary
 from udistill.errors import DataError
 
 H, W = 12, 16
@@ -42,6 +43,9 @@ def test_check_clean_dataset(tmp_path):
     assert list(summary["class_histogram"].values()) == counts[:11].tolist()
     assert summary["ignore_pixels"] == counts[11]
     assert summary["scheme"] == "camvid11"
+    buf = io.StringIO()
+    print_summary(summary, file=buf)
+    assert "4 of 4 items OK" in buf.getvalue() and "pixels per class" in buf.getvalue()
 
 
 def test_check_broken_dataset_lists_every_problem(tmp_path):
@@ -61,6 +65,9 @@ def test_check_broken_dataset_lists_every_problem(tmp_path):
     assert "label is 18x12 pixels" in problems[str(root / "train" / f"{NAMES[1]}.png")]
     assert "[77]" in problems[str(root / "train" / f"{NAMES[2]}.png")]
     assert "corrupt" in problems[str(img)]
+    buf = io.StringIO()
+    print_summary(summary, file=buf, max_problems=2)
+    assert "0 of 4 items OK" in buf.getvalue() and "4 problem(s)" in buf.getvalue() and "2 more" in buf.getvalue()
     # the strict loader stops at the first problem instead
     with pytest.raises(DataError, match="image has no label"):
         build_dataset("camvid", "train", root=root)
@@ -86,8 +93,7 @@ def _assert_same_items(a, b, exact_image=True):
 def test_export_round_trip_in_camvid_layout(tmp_path):
     src = write_camvid(tmp_path / "src", depth=True)
     out = tmp_path / "out"
-    info = export_dataset("camvid", out, "train", count=3, root=src)
-    assert info["count"] == 3 and info["names"] == list(NAMES[:3])
+    assert export_dataset("camvid", out, "train", count=3, root=src) == 3
     lines = (out / "train.txt").read_text().splitlines()
     assert lines[0] == f"/SegNet/CamVid/train/{NAMES[0]}.png /SegNet/CamVid/trainannot/{NAMES[0]}.png"
     written = np.array(Image.open(out / "trainannot" / f"{NAMES[0]}.png"))
@@ -122,8 +128,7 @@ def test_preview_grid_writes_png_at_150_dpi(tmp_path):
 def test_export_synthetic_reads_back_as_camvid(tmp_path):
     opts = dict(size=(48, 64), seed=5, length=3)
     synth = build_dataset("synthetic", "train", **opts)
-    info = export_dataset("synthetic", tmp_path, "train", **opts)
-    assert info["count"] == 3
+    assert export_dataset("synthetic", tmp_path, "train", **opts) == 3
     back = build_dataset("camvid", "train", root=tmp_path)
     _assert_same_items(synth, back)  # rendered as uint8 at that size: exact, depth included
     summary = check_dataset("synthetic", None, "train", **opts)
@@ -131,3 +136,11 @@ def test_export_synthetic_reads_back_as_camvid(tmp_path):
     foggy = build_dataset("camvid", "train", root=tmp_path, shift="fog", seed=1)
     assert not torch.equal(foggy[0]["image"], back[0]["image"])  # fog on exported depth
     assert torch.equal(foggy[0]["label"], back[0]["label"])
+
+
+def test_check_reports_a_split_whose_every_label_is_missing(tmp_path):
+    root = write_camvid(tmp_path, names=NAMES[:2])
+    for name in NAMES[:2]:
+        (root / "trainannot" / f"{name}.png").unlink()
+    summary = check_dataset("camvid", root, "train")
+    assert summary["count"] == 2 and summary["ok"] == 0 and len(summary["problems"]) == 2

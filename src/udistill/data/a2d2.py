@@ -182,9 +182,8 @@ def build_a2d2(split="all", root=None, shift=None, size=None, seed=0, cameras=("
                     problems.append((str(image), msg))
                     continue
                 samples.append(Sample(image, label, image.stem))
-    if not samples:
-        problems.append((str(base), f"sequences for split '{split}': {', '.join(chosen) or 'none'}"))
     cams = cameras if isinstance(cameras, str) else list(cameras)
     return A2D2(root=root, split=split, samples=samples, shift=shift, size=size, seed=seed,
                 label_scheme=label_scheme, problems=problems, colour_table=table, class_list=class_list,
+                empty_hint=f"sequences for split '{split}': {', '.join(chosen) or 'none'}",
                 options={"cameras": cams, "sequences": keep})

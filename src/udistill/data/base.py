@@ -56,7 +56,7 @@ def make_item(image, label, name, depth, size, scheme: LabelScheme, source: str)
     if bad.any():
         values = sorted(set(np.unique(label[bad]).tolist()))[:5]
         raise DataError(f"{source}: label values {values} are outside the {scheme.name} scheme (0..{scheme.num_classes - 1}, 255 = ignore)")
-    img_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    img_t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
     lab_t = torch.from_numpy(label.astype(np.int64))
     dep_t = None if depth is None else torch.from_numpy(np.asarray(depth, np.float32))
     if size is not None and tuple(size) != tuple(img_t.shape[1:]):

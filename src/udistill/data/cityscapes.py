@@ -157,10 +157,9 @@ def build_foggy_cityscapes(split="train", root=None, shift=None, size=None, seed
     root, gt = _roots(root, gt_root)
     problems: list = []
     samples = _scan(root, gt, f"leftImg8bit_{kind}", split, cities, lambda s: s in suffixes, strict, problems)
-    if not samples:
-        problems.append((str(root), f"no *_leftImg8bit_{kind}_beta_{{{','.join(betas)}}}.png files"))
     return FoggyCityscapes(root=root, split=split, samples=samples, shift=shift, size=size, seed=seed,
                            label_scheme=label_scheme, problems=problems,
+                           empty_hint=f"no *_leftImg8bit_{kind}_beta_{{{','.join(betas)}}}.png files",
                            options={"beta": betas, "dbf": bool(dbf), "cities": as_list(cities),
                                     "gt_root": None if gt_root is None else str(gt)})
 
@@ -202,9 +201,8 @@ def build_rain_cityscapes(split="train", root=None, shift=None, size=None, seed=
     root, gt = _roots(root, gt_root)
     problems: list = []
     samples = _scan(root, gt, "leftImg8bit_rain", split, cities, accept, strict, problems)
-    if not samples and filters:
-        problems.append((str(root), f"no rain images match {filters}"))
     return RainCityscapes(root=root, split=split, samples=samples, shift=shift, size=size, seed=seed,
                           label_scheme=label_scheme, problems=problems,
+                          empty_hint=f"no rain images match {filters}" if filters else None,
                           options={**{k: filters.get(k) for k in ("alpha", "beta", "dropsize", "pattern")},
                                    "cities": as_list(cities), "gt_root": None if gt_root is None else str(gt)})

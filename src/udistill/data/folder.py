@@ -144,7 +144,7 @@ class FileDataset(SegmentationDataset):
 
     def __init__(self, *, root: Path, split: str, samples: list[Sample], shift=None, size=None,
                  seed: int = 0, label_scheme=None, options: dict | None = None,
-                 problems: list[tuple[str, str]] | None = None):
+                 problems: list[tuple[str, str]] | None = None, empty_hint: str | None = None):
         self.root = Path(root)
         self.split = split
         self.samples = list(samples)
@@ -156,8 +156,10 @@ class FileDataset(SegmentationDataset):
         self._lut = None if self.scheme is self.native_scheme else mapping_lut(self.native_scheme.name, self.scheme.name)
         self.options = dict(options or {})
         self.problems = list(problems or [])
-        if not self.samples:
-            where = "; ".join(m for _, m in self.problems[:3]) or f"nothing matched under {self.root}"
+        # Empty is an error unless the files were found but recorded as problems (strict=False),
+        # so that check_dataset can list them.
+        if not self.samples and not self.problems:
+            where = empty_hint or f"nothing matched under {self.root}"
             raise DataError(f"{self.root}: no {self.dataset_name} images found for split '{split}' ({where})")
 
     # -- the SegmentationDataset interface -------------------------------------------------

@@ -119,4 +119,6 @@ def map_probabilities(prob, source: str, target: str):
         dst = int(lut[src])
         if dst != IGNORE_INDEX:
             out[:, dst] += prob[:, src]
-    return out
+    # source classes without a counterpart (e.g. terrain) drop out: renormalise the rest
+    total = out.sum(1, keepdims=True) if not hasattr(out, "new_zeros") else out.sum(1, keepdim=True)
+    return out / (total.clip(1e-12) if not hasattr(total, "clamp_min") else total.clamp_min(1e-12))

@@ -96,15 +96,16 @@ class Style:
     floor_height: tuple[float, float] = (2.8, 3.6)
     tree_row_prob: float = 0.45
     hedge_prob: float = 0.25
-    fence_prob: float = 0.45
-    parked_prob: float = 0.55
+    fence_prob: float = 0.55
+    railing_prob: float = 0.3
+    parked_prob: float = 0.45
     pavers_prob: float = 0.0
     crossing_prob: float = 0.25
     edge_line_prob: float = 0.6
-    n_cars: float = 2.5
-    n_peds: float = 3.0
-    n_bikes: float = 0.9
-    n_signs: float = 2.5
+    n_cars: float = 2.0
+    n_peds: float = 4.0
+    n_bikes: float = 1.2
+    n_signs: float = 3.0
     traffic_light_prob: float = 0.35
     lamp_spacing: tuple[float, float] = (18.0, 34.0)
     sunny_prob: float = 0.35
@@ -163,7 +164,8 @@ NEW_CITY_STYLE = Style(
     floor_height=(3.2, 4.0),
     tree_row_prob=0.65,
     hedge_prob=0.4,
-    fence_prob=0.25,
+    fence_prob=0.3,
+    railing_prob=0.15,
     parked_prob=0.35,
     pavers_prob=0.7,
     crossing_prob=0.4,
@@ -242,9 +244,11 @@ class _Scene:
 
     # ------------------------------------------------------------------ helpers
     def pick(self, palette, jitter: float = 0.04, gain: tuple[float, float] = (0.88, 1.12)) -> np.ndarray:
-        base = np.asarray(palette[int(self.rng.integers(len(palette)))], np.float64)
-        col = base * self.rng.uniform(*gain) + self.rng.uniform(-jitter, jitter, 3)
-        return np.clip(col, 0.02, 0.98)
+        """A palette colour with random brightness and a small per-channel jitter."""
+        u = self.rng.random(5).tolist()
+        base = palette[int(u[0] * len(palette))]
+        g = gain[0] + (gain[1] - gain[0]) * u[1]
+        return np.array([min(max(c * g + jitter * (2.0 * e - 1.0), 0.02), 0.98) for c, e in zip(base, u[2:])])
 
     def side_light(self, side: float) -> float:
         """Brightness of a wall facing the road from ``side`` (-1 left, +1 right)."""
@@ -268,16 +272,21 @@ class _Scene:
         m.emit.append(emit)
         return len(m.label) - 1
 
-    def proj(self, X, Y, Z):
-        X, Y, Z = np.broadcast_arrays(np.asarray(X, np.float64), np.asarray(Y, np.float64), np.asarray(Z, np.float64))
-        Z = np.maximum(Z, 0.05)
-        x = self.cx + self.f * X / Z
-        y = self.h0 + self.f * (self.hc - Y) / Z
-        return np.clip(x, -1e5, 1e5), np.clip(y, -1e5, 1e5)
+    def proj(self, X, Y, Z) -> list:
+        """Project world points (scalars or sequences, broadcast) to a flat [x0, y0, x1, y1, ...].
 
-    @staticmethod
-    def _flat(x, y) -> list:
-        return np.column_stack([x, y]).ravel().tolist()
+        Pure Python: the polygons are small and numpy's per-call overhead would dominate.
+        """
+        seqs = [v.tolist() if isinstance(v, np.ndarray) else v for v in (X, Y, Z)]
+        n = max((len(v) for v in seqs if isinstance(v, (list, tuple))), default=1)
+        X, Y, Z = ([float(v)] * n if not isinstance(v, (list, tuple)) else v for v in seqs)
+        f, cx, h0, hc = self.f, self.cx, self.h0, self.hc
+        out = []
+        for x, y, z in zip(X, Y, Z):
+            k = f / (z if z > 0.05 else 0.05)
+            out.append(min(max(cx + k * x, -1e5), 1e5))
+            out.append(min(max(h0 + k * (hc - y), -1e5), 1e5))
+        return out
 
     def add(self, layer: int, z: float, kind: str, data, mat: int, width: int = 0) -> None:
         self.ops.append((layer, -float(z), self.seq, kind, data, mat, width))
@@ -285,37 +294,37 @@ class _Scene:
 
     # geometric primitives (world coordinates, metres; Y up from the ground)
     def wall(self, layer, X, Z1, Z2, Y1, Y2, mat, z=None):
-        x, y = self.proj([X, X, X, X], [Y1, Y2, Y2, Y1], [Z1, Z1, Z2, Z2])
-        self.add(layer, Z1 if z is None else z, "poly", self._flat(x, y), mat)
+        """Rectangle in the vertical plane at lateral offset X, parallel to the road."""
+        self.add(layer, Z1 if z is None else z, "poly", self.proj(X, [Y1, Y2, Y2, Y1], [Z1, Z1, Z2, Z2]), mat)
 
     def wall_profile(self, layer, X, zs, ys, mat, z):
-        x, y = self.proj(X, ys, zs)
-        self.add(layer, z, "poly", self._flat(x, y), mat)
+        self.add(layer, z, "poly", self.proj(X, ys, zs), mat)
 
     def ground(self, layer, X1, X2, Z1, Z2, mat, z=None):
-        x, y = self.proj([X1, X2, X2, X1], 0.0, [Z1, Z1, Z2, Z2])
-        self.add(layer, Z1 if z is None else z, "poly", self._flat(x, y), mat)
+        self.add(layer, Z1 if z is None else z, "poly", self.proj([X1, X2, X2, X1], 0.0, [Z1, Z1, Z2, Z2]), mat)
 
     def front(self, layer, Z, xs, ys, mat, z=None):
         """Polygon in the plane at distance Z facing the camera."""
-        x, y = self.proj(xs, ys, Z)
-        self.add(layer, Z if z is None else z, "poly", self._flat(x, y), mat)
+        self.add(layer, Z if z is None else z, "poly", self.proj(xs, ys, Z), mat)
 
     def front_ellipse(self, layer, Z, X, Y, rx, ry, mat, z=None):
         x, y = self.proj(X, Y, Z)
         sx, sy = self.f * rx / Z, self.f * ry / Z
-        self.add(layer, Z if z is None else z, "ellipse", [float(x - sx), float(y - sy), float(x + sx), float(y + sy)], mat)
+        self.add(layer, Z if z is None else z, "ellipse", [x - sx, y - sy, x + sx, y + sy], mat)
 
     def front_line(self, layer, Z, xs, ys, thickness, mat, z=None):
-        x, y = self.proj(xs, ys, Z)
         w = max(1, int(round(self.f * thickness / Z)))
-        self.add(layer, Z if z is None else z, "line", self._flat(x, y), mat, w)
+        self.add(layer, Z if z is None else z, "line", self.proj(xs, ys, Z), mat, w)
 
     def front_ring(self, layer, Z, X, Y, r, thickness, mat, z=None):
         x, y = self.proj(X, Y, Z)
         s = self.f * r / Z
         w = max(1, int(round(self.f * thickness / Z)))
-        self.add(layer, Z if z is None else z, "ring", [float(x - s), float(y - s), float(x + s), float(y + s)], mat, w)
+        self.add(layer, Z if z is None else z, "ring", [x - s, y - s, x + s, y + s], mat, w)
+
+    def shadow(self, kind: str, data: list, value: int) -> None:
+        """A cast shadow on the ground (drawn at half resolution: soft edges for free)."""
+        self.shadow_ops.append((kind, [0.5 * v for v in data], value))
 
     # ------------------------------------------------------------------ rendering
     def render(self, want_lights: bool):
@@ -329,147 +338,154 @@ class _Scene:
                 draw.ellipse(data, fill=mat)
             elif kind == "line":
                 draw.line(data, fill=mat, width=width)
-            elif kind == "ring":
+            else:  # ring
                 draw.ellipse(data, outline=mat, width=width)
         mid = np.asarray(canvas, dtype=np.int32)
         m = self.m
-        n = len(m.label)
-        lab_lut = np.asarray(m.label, np.uint8)
-        col_lut = np.stack(m.color).astype(np.float32)
-        tex_lut = np.asarray(m.tex, np.float32)
+        label = np.take(np.asarray(m.label, np.uint8), mid)
         mode_lut = np.asarray(m.mode, np.int8)
-        par_lut = np.asarray(m.param, np.float32)
-        pat_lut = np.asarray(m.pattern, np.int8)
-        label = lab_lut[mid]
+        mode = np.take(mode_lut, mid)
+        tex_lut = np.asarray(m.tex, np.float32)
 
-        # ---------------------------------------------------------------- depth
+        # ---------------------------------------------------------------- depth (metres)
         rows = np.arange(H, dtype=np.float32) + 0.5
         cols = np.arange(W, dtype=np.float32) + 0.5
         dy = rows - self.h0
         ground_col = np.where(dy > 0.05, self.f * self.hc / np.maximum(dy, 0.05), weather.SKY_DEPTH).astype(np.float32)
         wall_row = (self.f / np.maximum(np.abs(cols - self.cx), 0.5)).astype(np.float32)
-        mode = mode_lut[mid]
-        depth = par_lut[mid]
+        depth = np.take(np.asarray(m.param, np.float32), mid)
         depth = np.where(mode == _GROUND, ground_col[:, None], depth)
         depth = np.where(mode == _WALL, depth * wall_row[None, :], depth)
         np.clip(depth, 0.3, weather.SKY_DEPTH, out=depth)
 
         # ---------------------------------------------------------------- colour
-        color = col_lut[mid]
+        gain = (rng.uniform(*st.exposure) * (1.0 + rng.uniform(-st.tint, st.tint, 3))).astype(np.float32)
+        col_lut = np.stack(m.color).astype(np.float32)
+        color = np.take(col_lut, mid, axis=0)  # (H, W, 3)
         gh, gw = H // 12 + 2, W // 12 + 2
         low = Image.fromarray(rng.standard_normal((gh, gw)).astype(np.float32), "F").resize((W, H), Image.BILINEAR)
         low = np.asarray(low, np.float32)
-        high = rng.random((H, W), dtype=np.float32) - 0.5
+        high = rng.random((H, W), dtype=np.float32)
+        high -= 0.5
         high *= 3.4
-        shade = 1.0 + tex_lut[mid, 0] * low + tex_lut[mid, 1] * high
+        shade = np.take(tex_lut[:, 0], mid)
+        shade *= low
+        shade += 1.0
+        shade += np.take(tex_lut[:, 1], mid) * high
 
-        # patterns, on the pixels that have one
-        pat = pat_lut[mid]
         lights = np.zeros((H, W, 3), np.float32) if want_lights else None
-        lit_prob = 0.35
-        flat_pat = pat.ravel()
-        sel = np.flatnonzero(flat_pat)
-        if sel.size:
-            pp = np.asarray(m.pparam, np.float32)
-            pc = np.asarray(m.pcolor, np.float32)
-            mm = mid.ravel()[sel]
-            yy = (sel // W).astype(np.float32) + 0.5
-            xx = (sel % W).astype(np.float32) + 0.5
-            z = depth.ravel()[sel]
-            v = self.hc - (yy - self.h0) * z / self.f  # height above ground (m)
-            side = (xx - self.cx) * z / self.f  # lateral position (m)
-            u = np.where(mode_lut[mm] == _WALL, z, side)  # along the surface (m)
-            kind = flat_pat[sel]
-            cflat = color.reshape(-1, 3)
-            sflat = shade.ravel()
-            # windows: a grid in wall coordinates (su, sv spacing, fu, fv fill fraction, v0 first floor, vtop)
-            w_ = kind == _WINDOWS
-            if w_.any():
-                q = pp[mm[w_]]
-                uu, vv = u[w_] / q[:, 0], (v[w_] - q[:, 4]) / q[:, 1]
-                iu, iv = np.floor(uu), np.floor(vv)
-                win = ((uu - iu) < q[:, 2]) & ((vv - iv) < q[:, 3]) & (v[w_] > q[:, 4]) & (v[w_] < q[:, 5])
-                # shop windows below the first floor
-                shop = (q[:, 6] > 0) & (v[w_] > 0.4) & (v[w_] < q[:, 4] - 0.5) & ((uu - iu) < 0.8)
-                h = ((iu.astype(np.int64) * 73856093) ^ (iv.astype(np.int64) * 19349663) ^ (mm[w_].astype(np.int64) * 83492791)) & 1023
-                hv = h.astype(np.float32) / 1023.0
-                idx = sel[w_]
-                glass = win | shop
-                wcol = pc[mm[w_]] * (0.7 + 0.6 * hv)[:, None]
-                cflat[idx[glass]] = wcol[glass]
-                sflat[idx[glass]] = 1.0 + 0.15 * low.ravel()[idx[glass]]
-                if lights is not None:
-                    lit = glass & (hv < lit_prob)
-                    lights.reshape(-1, 3)[idx[lit]] = np.array([0.5, 0.4, 0.22], np.float32) * (0.5 + hv[lit, None])
-            # fence slats: stripes along the surface
-            s_ = kind == _SLATS
-            if s_.any():
-                q = pp[mm[s_]]
-                frac = np.mod(u[s_] / q[:, 0], 1.0)
-                gapm = frac > q[:, 1]
-                sflat[sel[s_][gapm]] *= 0.55
-            # pavers: a tile grid on the ground, faded out where it would alias
-            p_ = kind == _PAVERS
-            if p_.any():
-                q = pp[mm[p_]]
-                zz = z[p_]
-                fine = zz / self.f < q[:, 0] * 0.2
-                a = np.mod(side[p_] / q[:, 0], 1.0)
-                b = np.mod(zz / (q[:, 0] * 0.5), 1.0)
-                joint = fine & ((a < 0.08) | (b < 0.1))
-                sflat[sel[p_][joint]] *= 0.78
+        self._patterns(mid, mode_lut, depth, color, shade, low, lights)
 
-        color *= shade[..., None]
-
-        # sky: gradient towards the zenith and clouds
-        skym = mode == _SKYMODE
-        if skym.any():
-            zen = self.zenith
-            t = np.clip((self.h0 - rows) / max(self.h0, 1.0), 0.0, 1.0)[:, None] ** 0.8  # 0 at horizon, 1 at top
-            grad = (zen - col_lut[0])[None, :] * t  # (H, 3)
-            clouds = (0.06 if not self.sunny else 0.03) * low
-            add = grad[:, None, :] + clouds[..., None]
-            color += np.where(skym[..., None], add, 0.0).astype(np.float32)
+        # sky: gradient towards the zenith and soft clouds
+        sky = np.flatnonzero(mode.ravel() == _SKYMODE)
+        cl = rng.standard_normal((4, 6)).astype(np.float32)
+        if sky.size:
+            clouds = np.asarray(Image.fromarray(cl, "F").resize((W, H), Image.BICUBIC), np.float32).ravel()[sky]
+            t = np.clip((self.h0 - rows) / max(self.h0, 1.0), 0.0, 1.0) ** 0.8  # 0 at the horizon, 1 at the top
+            grad = (self.zenith - col_lut[0])[None, :] * t[:, None]  # (H, 3)
+            amp = 0.02 if self.sunny else 0.045
+            cf = color.reshape(-1, 3)
+            cf[sky] += grad[sky // W] + (amp * clouds)[:, None]
+            shade.ravel()[sky] = 1.0 + 0.01 * high.ravel()[sky]
 
         # cast shadows on the ground (sunny scenes)
+        strength = rng.uniform(0.4, 0.55)
         if self.sunny and self.shadow_ops:
-            sh = Image.new("L", (W, H), 0)
+            sh = Image.new("L", (W // 2, H // 2), 0)
             sd = ImageDraw.Draw(sh)
             for kind, data, val in self.shadow_ops:
                 if kind == "poly":
                     sd.polygon(data, fill=val)
                 else:
                     sd.ellipse(data, fill=val)
-            sh = np.asarray(sh.filter(ImageFilter.GaussianBlur(1.2 * H / 360)), np.float32) / 255.0
-            strength = rng.uniform(0.4, 0.55)
-            color *= np.where(mode == _GROUND, 1.0 - strength * sh, 1.0)[..., None]
-        else:
-            rng.uniform()  # keep the random stream aligned
+            sh = np.asarray(sh.resize((W, H), Image.BILINEAR), np.float32) * (strength / 255.0)
+            shade *= np.where(mode == _GROUND, 1.0 - sh, 1.0)
 
-        # global light: exposure, white balance, vignetting
-        gain = rng.uniform(*st.exposure) * (1.0 + rng.uniform(-st.tint, st.tint, 3))
-        color *= gain.astype(np.float32)
-        color *= _vignette(H, W, self.cx)[..., None]
-        # sensor noise (before the lens blur: it becomes slightly correlated, as after demosaicing)
-        sigma = rng.uniform(0.008, 0.02)
-        color += (sigma * 3.4) * (rng.random((H, W), dtype=np.float32) - 0.5)[..., None]
-        image = np.clip(color * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        radius = rng.uniform(0.45, 0.9) * H / 360
-        image = np.asarray(Image.fromarray(image, "RGB").filter(ImageFilter.GaussianBlur(radius)))
+        # global light (exposure, white balance), vignetting, sensor noise, lens blur
+        shade *= _vignette(H, W)
+        sigma = rng.uniform(0.008, 0.02) * 255.0
+        noise = rng.random((H, W), dtype=np.float32)
+        noise -= 0.5
+        noise *= sigma * 3.4
+        color *= shade[..., None]
+        color *= gain * 255.0
+        color += noise[..., None]
+        np.clip(color, 0.0, 255.0, out=color)
+        image = color.astype(np.uint8)
+        radius = rng.uniform(0.35, 0.8) * H / 360
+        image = np.asarray(Image.fromarray(image, "RGB").filter(ImageFilter.BoxBlur(radius)))
 
         if lights is not None:
             emit = np.asarray(m.emit, np.float32)
-            has = np.flatnonzero(emit.any(axis=1))
-            if has.size:
-                em = emit[mid]
-                lights = np.maximum(lights, em)
+            if emit.any():
+                lights = np.maximum(lights, np.take(emit, mid, axis=0))
         return image, label, depth.astype(np.float32), lights
+
+    def _patterns(self, mid, mode_lut, depth, color, shade, low, lights) -> None:
+        """Windows, fence slats and pavers, computed in surface coordinates (metres)."""
+        m, W = self.m, self.W
+        pat_lut = np.asarray(m.pattern, np.int8)
+        if not pat_lut.any():
+            return
+        flat_pat = np.take(pat_lut, mid).ravel()
+        sel = np.flatnonzero(flat_pat)
+        if not sel.size:
+            return
+        pp = np.asarray(m.pparam, np.float32)
+        mm = mid.ravel()[sel]
+        yy = (sel // W).astype(np.float32) + 0.5
+        xx = (sel % W).astype(np.float32) + 0.5
+        z = depth.ravel()[sel]
+        v = self.hc - (yy - self.h0) * z / self.f  # height above the ground
+        side = (xx - self.cx) * z / self.f  # lateral position
+        u = np.where(np.take(mode_lut, mm) == _WALL, z, side)  # along the surface
+        kind = flat_pat[sel]
+        cflat = color.reshape(-1, 3)
+        sflat = shade.ravel()
+        # windows: a grid (su, sv spacing, fu, fv filled fraction, first floor v0, top vtop)
+        w_ = kind == _WINDOWS
+        if w_.any():
+            mw, uw, vw, idx = mm[w_], u[w_], v[w_], sel[w_]
+            uu = uw / np.take(pp[:, 0], mw)
+            v0 = np.take(pp[:, 4], mw)
+            vv = (vw - v0) / np.take(pp[:, 1], mw)
+            iu, iv = np.floor(uu), np.floor(vv)
+            fu = uu - iu
+            glass = (fu < np.take(pp[:, 2], mw)) & ((vv - iv) < np.take(pp[:, 3], mw)) & (vw > v0) & (vw < np.take(pp[:, 5], mw))
+            # shop windows on the ground floor
+            glass |= (np.take(pp[:, 6], mw) > 0) & (vw > 0.4) & (vw < v0 - 0.5) & (fu < 0.8)
+            g = np.flatnonzero(glass)
+            # per-window brightness from a hash of the window's cell (deterministic, no RNG)
+            h = ((iu[g].astype(np.int64) * 73856093) ^ (iv[g].astype(np.int64) * 19349663) ^ (mw[g].astype(np.int64) * 83492791)) & 1023
+            hv = h.astype(np.float32) / 1023.0
+            pc = np.asarray(m.pcolor, np.float32)
+            gi = idx[g]
+            cflat[gi] = np.take(pc, mw[g], axis=0) * (0.7 + 0.6 * hv)[:, None]
+            sflat[gi] = 1.0 + 0.15 * low.ravel()[gi]
+            if lights is not None:
+                lit = hv < 0.35
+                lights.reshape(-1, 3)[gi[lit]] = np.array([0.5, 0.4, 0.22], np.float32) * (0.5 + hv[lit, None])
+        # fence slats: darker gaps between boards
+        s_ = kind == _SLATS
+        if s_.any():
+            ms = mm[s_]
+            frac = np.mod(u[s_] / np.take(pp[:, 0], ms), 1.0)
+            sflat[sel[s_][frac > np.take(pp[:, 1], ms)]] *= 0.55
+        # pavers: a tile grid on the ground, faded out where it would alias
+        p_ = kind == _PAVERS
+        if p_.any():
+            tile = np.take(pp[:, 0], mm[p_])
+            zz = z[p_]
+            a = np.mod(side[p_] / tile, 1.0)
+            b = np.mod(zz / (tile * 0.5), 1.0)
+            joint = (zz / self.f < tile * 0.2) & ((a < 0.08) | (b < 0.1))
+            sflat[sel[p_][joint]] *= 0.78
 
 
 _VIGNETTE_CACHE: dict = {}
 
 
-def _vignette(h: int, w: int, cx: float) -> np.ndarray:
+def _vignette(h: int, w: int) -> np.ndarray:
     key = (h, w)
     v = _VIGNETTE_CACHE.get(key)
     if v is None:
@@ -506,6 +522,8 @@ def _build_scene(sc: _Scene) -> None:
     z_end = r(*st.street_end)
     z0 = 0.8
     far = z_end + r(60.0, 250.0)
+    end_block = r() < st.end_block_prob  # a block closing the street (a T-junction), else the road goes on
+    road_end = z_end + 8 if end_block else far
     # what the camera can see laterally at distance Z: |X| < Z * W / f
     span = lambda Z: Z * max(sc.cx, W - sc.cx) / f + 5.0  # noqa: E731
 
@@ -523,7 +541,7 @@ def _build_scene(sc: _Scene) -> None:
     kerb_l = sc.material(PAVEMENT, kerb_col * 0.8, mode=_WALL, param=abs(xl), tex=(0.03, 0.03))
     kerb_r = sc.material(PAVEMENT, kerb_col * 0.8, mode=_WALL, param=abs(xr), tex=(0.03, 0.03))
     outer = span(far) + 50
-    sc.ground(_L_GROUND, xl, xr, z0, z_end + 8, road, z=0)
+    sc.ground(_L_GROUND, xl, xr, z0, road_end, road, z=0)
     sc.ground(_L_GROUND, -outer, xl, z0, far, pave_l, z=0)
     sc.ground(_L_GROUND, xr, outer, z0, far, pave_r, z=0)
     for xk, mk in ((xl, kerb_l), (xr, kerb_r)):
@@ -576,7 +594,7 @@ def _build_scene(sc: _Scene) -> None:
         sc.front_ellipse(_L_BACKGROUND, far - 1, X, rx * 0.4, rx, rx * 0.7, tree_far)
 
     # ---------------------------------------------------------------- block closing the street
-    if r() < st.end_block_prob:
+    if end_block:
         x = line_l - r(10, 40)
         x_stop = line_r + r(10, 40)
         while x < x_stop:
@@ -614,7 +632,7 @@ def _build_scene(sc: _Scene) -> None:
         # fences and hedges along the building line
         if r() < st.fence_prob:
             zf1 = r(z0, 30.0)
-            zf2 = zf1 + r(8.0, 60.0)
+            zf2 = min(zf1 + r(8.0, 60.0), z_end)
             xf = line - side * r(0.2, 0.6)
             hgt = r(0.9, 1.7)
             col = sc.pick(st.fence, 0.02)
@@ -629,7 +647,7 @@ def _build_scene(sc: _Scene) -> None:
                 zp += r(2.0, 3.0)
         if r() < st.hedge_prob:
             zh1 = r(z0, 40.0)
-            zh2 = zh1 + r(6.0, 40.0)
+            zh2 = min(zh1 + r(6.0, 40.0), z_end)
             xh = line - side * r(0.3, 0.9)
             hm = sc.material(TREE, sc.pick(st.tree, 0.03) * 0.85, mode=_WALL, param=abs(xh), tex=(0.12, 0.3))
             zs = np.linspace(zh1, zh2, 14)
@@ -640,8 +658,7 @@ def _build_scene(sc: _Scene) -> None:
         if sc.sunny and side == sc.sun_side:
             reach = r(0.0, 1.0) * (road_w + pl + pr)
             x_in = line - side * reach
-            x_, y_ = sc.proj([line, x_in, x_in, line], 0.0, [z0, z0, z_end, z_end])
-            sc.shadow_ops.append(("poly", sc._flat(x_, y_), 255))
+            sc.shadow("poly", sc.proj([line, x_in, x_in, line], 0.0, [z0, z0, z_end, z_end]), 255)
 
     # ---------------------------------------------------------------- street furniture
     for side, kerb, line in ((-1.0, xl, line_l), (1.0, xr, line_r)):
@@ -663,12 +680,26 @@ def _build_scene(sc: _Scene) -> None:
                 z += step
         # parked cars
         if r() < st.parked_prob:
-            z = r(1.0, 10.0)
+            z = r(3.0, 12.0)
             xc = kerb - side * r(1.0, 1.3)  # on the road, along the kerb
             while z < min(z_end - 5, 90.0):
-                if r() < 0.75:
+                if r() < 0.6:
                     _car(sc, xc + r(-0.15, 0.15), z, facing=-1 if r() < 0.5 else 1)
                 z += r(5.0, 7.5)
+
+        # pedestrian guard railing along the kerb, in short panels so that it sorts with the objects
+        if r() < st.railing_prob:
+            zr1 = r(3.0, 25.0)
+            zr2 = zr1 + r(6.0, 40.0)
+            xr_ = kerb + side * 0.3
+            hgt = r(0.9, 1.1)
+            col = sc.pick(st.fence, 0.02)
+            fm = sc.material(FENCE, col, mode=_WALL, param=abs(xr_), tex=(0.03, 0.05), pattern=_SLATS,
+                             pparam=(r(0.12, 0.25), r(0.25, 0.5), 0, 0, 0, 0, 0))
+            zp = zr1
+            while zp < zr2:
+                sc.wall(_L_STREET, xr_, zp, zp + 2.5, 0.0, hgt, fm, z=zp)
+                zp += 2.5
 
     for _ in range(rng.poisson(st.n_signs)):
         side = -1.0 if r() < 0.5 else 1.0
@@ -683,7 +714,7 @@ def _build_scene(sc: _Scene) -> None:
     occupied: list[tuple[int, float]] = []
     for _ in range(rng.poisson(st.n_cars)):
         lane = int(rng.integers(n_lanes))
-        zc = r(4.0, 90.0) if lane != cam_lane else r(7.0, 90.0)
+        zc = r(4.0 if lane != cam_lane else 7.0, min(90.0, z_end - 6.0))
         if any(lane == ol and abs(zc - oz) < 7.0 for ol, oz in occupied):
             continue
         occupied.append((lane, zc))
@@ -734,7 +765,7 @@ def _facade_material(sc: _Scene, mode, param, height, light=1.0):
     st, r = sc.style, sc.rng.uniform
     col = sc.pick(st.building, 0.03) * light
     pat, pp, pc = _window_params(sc, height)
-    return sc.material(BUILDING, col, mode=mode, param=param, tex=(r(0.04, 0.1), r(0.02, 0.06)),
+    return sc.material(BUILDING, col, mode=mode, param=param, tex=(r(0.02, 0.06), r(0.02, 0.06)),
                        pattern=pat, pparam=pp, pcolor=pc)
 
 
@@ -784,10 +815,11 @@ def _tree(sc: _Scene, layer, X, Z):
     if sc.sunny:
         # dappled shadow of the crown on the ground, offset away from the sun
         xs = X - sc.sun_side * cy * 0.6
-        x_, y_ = sc.proj([xs - rx, xs + rx], 0.0, [Z - ry * 0.6, Z + ry * 0.6])
-        box = [float(min(x_)), float(min(y_)), float(max(x_)), float(max(y_))]
-        if box[2] - box[0] > 1 and box[3] - box[1] > 1:
-            sc.shadow_ops.append(("ellipse", box, int(r(140, 230))))
+        x0, y0, x1, y1 = sc.proj([xs - rx, xs + rx], 0.0, [Z - ry * 0.6, Z + ry * 0.6])
+        box = [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+        value = int(r(90, 170))
+        if Z > 6.0 and box[2] - box[0] > 1 and box[3] - box[1] > 1:
+            sc.shadow("ellipse", box, value)
 
 
 def _lamp_post(sc: _Scene, side, X, Z, col):

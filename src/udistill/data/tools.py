@@ -21,6 +21,8 @@ from .camvid import SEGNET_PREFIX, UNLABELLED
 from .labels import CAMVID11, IGNORE_INDEX, map_labels
 from .registry import build_dataset
 
+__all__ = ["check_dataset", "print_summary", "export_dataset", "preview_grid"]
+
 
 def _builder_accepts(name: str, option: str) -> bool:
     from .registry import _REGISTRY, _load_builtin
@@ -77,6 +79,35 @@ def check_dataset(name: str, root=None, split: str = "train", **options) -> dict
     }
 
 
+def print_summary(summary: dict, file=None, max_problems: int = 20) -> None:
+    """Print a :func:`check_dataset` summary for people: counts, problems, class shares, sizes."""
+    import sys
+
+    out = file or sys.stdout
+    where = f" at {summary['root']}" if summary.get("root") else ""
+    print(f"{summary['dataset']}/{summary['split']}{where}: {summary['ok']} of {summary['count']} items OK "
+          f"({summary['scheme']})", file=out)
+    problems = summary["problems"]
+    if problems:
+        print(f"{len(problems)} problem(s):", file=out)
+        for _, message in problems[:max_problems]:
+            print(f"  {message}", file=out)
+        if len(problems) > max_problems:
+            print(f"  ... and {len(problems) - max_problems} more", file=out)
+    hist = summary["class_histogram"]
+    total = sum(hist.values()) + summary["ignore_pixels"]
+    if total:
+        print("pixels per class:", file=out)
+        for name, count in sorted(hist.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:<14} {100.0 * count / total:6.2f} %", file=out)
+        print(f"  {'(ignore)':<14} {100.0 * summary['ignore_pixels'] / total:6.2f} %", file=out)
+        missing = [name for name, count in hist.items() if count == 0]
+        if missing:
+            print(f"classes never seen: {', '.join(missing)}", file=out)
+    if summary["sizes"]:
+        print("sizes (WxH): " + ", ".join(f"{k} x{v}" for k, v in sorted(summary["sizes"].items())), file=out)
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name)) or "item"
 
@@ -89,7 +120,7 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def export_dataset(name: str, out, split: str = "train", count: int | None = None, size=None,
-                   shift=None, seed: int = 0, root=None, depth: bool = True, **options) -> dict:
+                   shift=None, seed: int = 0, root=None, depth: bool = True, **options) -> int:
     """Write ``count`` items of a dataset (normally synthetic) to ``out`` in CamVid's SegNet layout.
 
     Writes ``{split}/<name>.png`` (RGB), ``{split}annot/<name>.png`` (CamVid-11 ids, ignore
@@ -97,14 +128,14 @@ def export_dataset(name: str, out, split: str = "train", count: int | None = Non
     when items carry depth and ``depth`` is true, ``{split}depth/<name>.npy`` (float32 metres).
     ``build_dataset("camvid", split, root=out)`` then yields the same items (images exactly
     when they were uint8 to begin with, i.e. not resized). Labels in another scheme are mapped
-    into CamVid-11 (lossy; see labels.py). Returns ``{"out", "split", "count", "names"}``.
+    into CamVid-11 (lossy; see labels.py). Returns the number of items written.
     """
     ds = build_dataset(name, split, root=root, shift=shift, size=size, seed=seed, **options)
     n = len(ds) if count is None else min(int(count), len(ds))
     if n <= 0:
         raise DataError(f"{name}: nothing to export (count={count}, dataset has {len(ds)} items)")
     out = Path(out)
-    lines, names = [], []
+    lines = []
     seen: set[str] = set()
     for i in range(n):
         item = ds[i]
@@ -128,14 +159,14 @@ def export_dataset(name: str, out, split: str = "train", count: int | None = Non
                 with open(tmp, "wb") as fh:
                     np.save(fh, item["depth"].numpy().astype(np.float32), allow_pickle=False)
         lines.append(f"{SEGNET_PREFIX}{split}/{fname} {SEGNET_PREFIX}{split}annot/{fname}")
-        names.append(stem)
     atomic_write_text(out / f"{split}.txt", "\n".join(lines) + "\n")
-    return {"out": str(out), "split": split, "count": n, "names": names}
+    return n
 
 
 def preview_grid(dataset, out_png, count: int = 4, seed: int = 0) -> Path:
     """Write a PNG grid (150 dpi): one row per item, image | coloured label | depth (when present)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
     n = min(int(count), len(dataset))
@@ -158,7 +189,10 @@ def preview_grid(dataset, out_png, count: int = 4, seed: int = 0) -> Path:
         row[1].set_title(f"label ({scheme.name})", fontsize=8)
         if with_depth:
             if "depth" in item:
-                im = row[2].imshow(item["depth"].numpy(), cmap="magma_r")
+                d = item["depth"].numpy()
+                # log scale: sky sits at ~1000 m and would flatten everything else
+                norm = LogNorm(vmin=max(float(d.min()), 0.5), vmax=max(float(d.max()), 1.0))
+                im = row[2].imshow(d.clip(0.5, None), cmap="magma_r", norm=norm)
                 fig.colorbar(im, ax=row[2], fraction=0.046, pad=0.02, label="m")
             row[2].set_title("depth", fontsize=8)
         for ax in row:

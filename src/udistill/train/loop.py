@@ -211,7 +211,7 @@ def fit(
                 loss, parts = objective(train_model, batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"{desc}: loss became {float(loss)} at epoch {epoch + 1}, step {n_steps + 1}; "
+                    f"{desc}: loss became {float(loss.detach())} at epoch {epoch + 1}, step {n_steps + 1}; "
                     f"stopped, the last good checkpoint ({state_path}) is intact. Try a lower lr."
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -228,6 +228,10 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + v
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{sums['loss'] / n_steps:.4f}")
+        if world_size > 1:
+            # BatchNorm running statistics are per rank; take rank 0's so all ranks agree
+            for buf in model.buffers():
+                dist.broadcast(buf, 0)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)}
         row.update({k: v / max(1, n_steps) for k, v in sums.items()})
         if val_set is not None and rank == 0:
@@ -253,13 +257,31 @@ def fit(
             _write_metrics_csv(out_dir / "metrics.csv", history)
         if world_size > 1:
             dist.barrier()
+    meta = dict(model_meta or {})
+    if world_size > 1:
+        # every rank must end with identical weights; record the evidence in the checkpoint
+        digests: list = [None] * world_size
+        dist.all_gather_object(digests, _weights_digest(model))
+        if len(set(digests)) != 1:
+            raise TrainingError(f"{desc}: ranks ended with different weights ({digests})")
+        meta["ddp"] = {"world_size": world_size, "rank_digests": digests}
     if rank == 0:
-        save_model(model, out_dir / MODEL_FILE, train=_asdict(cfg), history=history, **(model_meta or {}))
+        save_model(model, out_dir / MODEL_FILE, train=_asdict(cfg), history=history, **meta)
     if writer is not None:
         writer.close()
     if world_size > 1:
         dist.barrier()
     return {"history": history}
+
+
+def _weights_digest(model: nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _asdict(cfg) -> dict:

@@ -1,0 +1,383 @@
+"""Latency and throughput of the deployable models, side by side in one process.
+
+Models (built from the config's ``model`` section with random weights: the cost of a
+forward pass does not depend on the weights; ``encoder_weights`` is ignored):
+
+- ``baseline``: the single-head network (+ softmax);
+- ``student``: the paper's student, two full heads (softmax + sigma);
+- ``student_light``: the shared-trunk student (``model.uncertainty_head: light``);
+- ``ensemble``: F = ``teacher.members`` baselines and their softmax statistics
+  (:class:`udistill.ensemble.Ensemble`: mean, std, mutual information);
+- ``mc_dropout``: T = ``evaluate.mc_samples`` passes of the baseline with dropout active
+  (rate ``model.dropout``, or ``evaluate.mc_dropout`` when that is 0) and their statistics.
+
+Backends: PyTorch eager (``torch.inference_mode``) and onnxruntime (each model exported
+with :func:`udistill.export.export_model`; CUDA provider when the device is a GPU and
+onnxruntime has it, else CPU). In onnxruntime the ensemble is F sessions and MC dropout T
+runs of the baseline session (an exported graph has no active dropout; its cost is
+negligible) followed by the same statistics in numpy.
+
+Protocol: ``warmup`` untimed calls per model (one for ensemble / MC dropout, which are
+already F / T passes), then ``repeats`` timed rounds in which every model runs once in turn
+(round robin, so a change of machine load hits all models alike); the median is reported.
+Latency uses batch 1 (milliseconds); throughput uses ``batch_size`` (images per second,
+median over ``throughput_repeats`` rounds). CUDA timings synchronise before and after.
+
+Result (``run_benchmark``; saved as JSON by the CLI): ``latency_ms.<model>.<backend>``,
+``throughput_ips.<model>.<backend>``, ``ratios`` (torch latencies:
+``student_over_baseline``, ``student_light_over_baseline``, ``ensemble_over_student``,
+``mc_dropout_over_student``), ``ratios_onnxruntime`` (the same with onnxruntime), ``size``,
+``device``, ``threads``, ``torch_version``, ... for the first size; ``by_size["HxW"]`` holds
+those per-size entries for every requested size. Missing measurements (a backend not
+installed, a model not selected) are null.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .config import ExperimentConfig
+from .errors import UdistillError
+
+MODELS = ("baseline", "student", "student_light", "ensemble", "mc_dropout")
+BACKENDS = ("torch", "onnxruntime")
+RATIOS = {
+    "student_over_baseline": ("student", "baseline"),
+    "student_light_over_baseline": ("student_light", "baseline"),
+    "ensemble_over_student": ("ensemble", "student"),
+    "mc_dropout_over_student": ("mc_dropout", "student"),
+}
+
+
+def default_num_classes(dataset: str) -> int:
+    """Classes of a dataset's label scheme without opening it: 19 for Cityscapes-like and A2D2, else 11."""
+    name = dataset.lower()
+    return 19 if ("cityscapes" in name or "a2d2" in name) else 11
+
+
+def device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"cpu ({cpu})" if cpu else "cpu"
+
+
+# --- runners ----------------------------------------------------------------------------------
+
+
+class _NumpyMoments:
+    """Welford mean / population std / mean entropy of probability maps (numpy)."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2, self.ent = 0, None, None, None
+
+    def update(self, p: np.ndarray) -> None:
+        self.n += 1
+        ent = -(p * np.log(np.maximum(p, 1e-12))).sum(1)
+        if self.mean is None:
+            self.mean, self.m2, self.ent = p.copy(), np.zeros_like(p), ent
+            return
+        d = p - self.mean
+        self.mean += d / self.n
+        self.m2 += d * (p - self.mean)
+        self.ent += ent
+
+    def result(self):
+        std = np.sqrt(np.maximum(self.m2 / self.n, 0))
+        mi = np.maximum(-(self.mean * np.log(np.maximum(self.mean, 1e-12))).sum(1) - self.ent / self.n, 0)
+        return self.mean, std, mi
+
+
+def _torch_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str]) -> dict[str, Callable]:
+    from .ensemble import Ensemble, RunningMoments
+    from .export import OnnxWrapper
+    from .models.build import build_model, enable_dropout
+
+    mcfg = dataclasses.replace(cfg.model, encoder_weights=None)
+    runners: dict[str, Callable] = {}
+    heads = {"baseline": "prediction", "student": "prediction+uncertainty", "student_light": "prediction+uncertainty-light"}
+    for name, h in heads.items():
+        if name in models:
+            torch.manual_seed(0)
+            wrapped = OnnxWrapper(build_model(mcfg, num_classes, h)).to(dev).eval()
+            runners[name] = wrapped
+    if "ensemble" in models:
+        members = []
+        for k in range(cfg.teacher.members):
+            torch.manual_seed(k)
+            members.append(build_model(mcfg, num_classes, "prediction"))
+        runners["ensemble"] = Ensemble(members, temperature=cfg.distill.temperature).to(dev).eval()
+    if "mc_dropout" in models:
+        rate = cfg.model.dropout if cfg.model.dropout > 0 else cfg.evaluate.mc_dropout
+        torch.manual_seed(0)
+        mc = build_model(dataclasses.replace(mcfg, dropout=rate), num_classes, "prediction").to(dev).eval()
+        enable_dropout(mc)
+        t_samples = cfg.evaluate.mc_samples
+
+        def mc_dropout(x: torch.Tensor):
+            mom = RunningMoments()
+            for _ in range(t_samples):
+                mom.update(torch.softmax(mc(x).logits.float(), 1))
+            return mom.result()
+
+        runners["mc_dropout"] = mc_dropout
+    return runners
+
+
+def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str], threads: int,
+                 workdir: Path) -> tuple[dict[str, Callable], list[str]]:
+    import onnxruntime as ort
+
+    from .export import export_model
+    from .models.build import build_model
+
+    providers = ["CPUExecutionProvider"]
+    if dev.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    mcfg = dataclasses.replace(cfg.model, encoder_weights=None, dropout=0.0)
+    heads = {"baseline": "prediction", "student": "prediction+uncertainty", "student_light": "prediction+uncertainty-light"}
+    need = {"baseline"} if {"ensemble", "mc_dropout"} & set(models) else set()
+    need |= {m for m in models if m in heads}
+    files: dict[str, Path] = {}
+    for name in heads:
+        if name in need:
+            torch.manual_seed(0)
+            files[name] = export_model(build_model(mcfg, num_classes, heads[name]), workdir / f"{name}.onnx")
+
+    def session(path: Path):
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+    def single(sess):
+        def run(x: np.ndarray):
+            return sess.run(None, {"image": x})
+        return run
+
+    def stats(sessions: list, passes: int):
+        def run(x: np.ndarray):
+            mom = _NumpyMoments()
+            for i in range(passes):
+                mom.update(sessions[i % len(sessions)].run(["probabilities"], {"image": x})[0])
+            return mom.result()
+        return run
+
+    runners: dict[str, Callable] = {}
+    base_sess = session(files["baseline"]) if "baseline" in files else None
+    for name in heads:
+        if name in models:
+            runners[name] = single(base_sess if name == "baseline" else session(files[name]))
+    if "ensemble" in models:
+        f = cfg.teacher.members
+        runners["ensemble"] = stats([session(files["baseline"]) for _ in range(f)], f)
+    if "mc_dropout" in models:
+        runners["mc_dropout"] = stats([base_sess], cfg.evaluate.mc_samples)
+    return runners, providers
+
+
+# --- timing -----------------------------------------------------------------------------------
+
+
+def _round_robin(runners: dict[str, Callable], make_input: Callable[[], object], warmup: int, repeats: int,
+                 sync: Callable[[], None], heavy: Sequence[str] = ("ensemble", "mc_dropout")) -> dict[str, float]:
+    """Median seconds per call of each runner, interleaving the models round by round."""
+    x = make_input()
+    with torch.inference_mode():
+        for name, fn in runners.items():
+            for _ in range(1 if name in heavy else warmup):
+                fn(x)
+        sync()
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(repeats):
+            for name, fn in runners.items():
+                sync()
+                t0 = time.perf_counter()
+                fn(x)
+                sync()
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _ratios(lat: dict[str, dict[str, Optional[float]]], backend: str) -> dict[str, Optional[float]]:
+    out = {}
+    for key, (a, b) in RATIOS.items():
+        va, vb = lat[a][backend], lat[b][backend]
+        out[key] = (va / vb) if va is not None and vb else None
+    return out
+
+
+def run_benchmark(
+    cfg: ExperimentConfig,
+    sizes: Sequence[Sequence[int]] | None = None,
+    repeats: int = 20,
+    throughput_repeats: int | None = None,
+    batch_size: int = 8,
+    warmup: int = 3,
+    threads: int | None = None,
+    models: Sequence[str] | None = None,
+    backends: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict:
+    """Measure every model with every backend at every size; see the module docstring."""
+    from .train.loop import resolve_device
+
+    models = list(models or MODELS)
+    backends = list(backends or BACKENDS)
+    for m in models:
+        if m not in MODELS:
+            raise UdistillError(f"unknown benchmark model '{m}' (known: {', '.join(MODELS)})")
+    for b in backends:
+        if b not in BACKENDS:
+            raise UdistillError(f"unknown backend '{b}' (known: {', '.join(BACKENDS)})")
+    if repeats < 1 or batch_size < 1 or warmup < 0 or (throughput_repeats is not None and throughput_repeats < 1):
+        raise UdistillError("--repeats, --throughput-repeats and --batch-size must be >= 1, --warmup >= 0")
+    throughput_repeats = throughput_repeats or repeats
+    sizes = [tuple(int(v) for v in s) for s in (sizes or [cfg.data.size or (360, 480)])]
+    for s in sizes:
+        if len(s) != 2 or min(s) < 1:
+            raise UdistillError(f"a benchmark size must be two positive integers H W, got {list(s)}")
+    num_classes = num_classes or default_num_classes(cfg.data.dataset)
+    dev = resolve_device(device or cfg.device)
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    n_threads = torch.get_num_threads()
+    say = log or (lambda _s: None)
+
+    ort_version, providers = None, None
+    if "onnxruntime" in backends:
+        try:
+            import onnxruntime
+
+            ort_version = onnxruntime.__version__
+        except ImportError:
+            warnings.warn("onnxruntime is not installed: its columns stay empty (pip install 'udistill[deploy]')", UserWarning, stacklevel=2)
+            backends.remove("onnxruntime")
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    per_size = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="udistill-bench-") as tmp:
+            runners = {"torch": _torch_runners(cfg, num_classes, dev, models)}
+            if "onnxruntime" in backends:
+                say("exporting models to ONNX ...")
+                runners["onnxruntime"], providers = _ort_runners(cfg, num_classes, dev, models, n_threads, Path(tmp))
+            for h, w in sizes:
+                lat = {m: {b: None for b in BACKENDS} for m in MODELS}
+                thr = {m: {b: None for b in BACKENDS} for m in MODELS}
+                for backend in backends:
+                    if backend == "torch":
+                        def make(n, h=h, w=w):
+                            return lambda: torch.rand(n, 3, h, w, device=dev)
+                    else:
+                        def make(n, h=h, w=w):
+                            return lambda: np.random.default_rng(0).random((n, 3, h, w), dtype=np.float32)
+                    say(f"{h}x{w} {backend}: latency (batch 1, {repeats} rounds) ...")
+                    t1 = _round_robin(runners[backend], make(1), warmup, repeats, sync)
+                    say(f"{h}x{w} {backend}: throughput (batch {batch_size}, {throughput_repeats} rounds) ...")
+                    tb = _round_robin(runners[backend], make(batch_size), warmup, throughput_repeats, sync)
+                    for m in runners[backend]:
+                        lat[m][backend] = t1[m] * 1000.0
+                        thr[m][backend] = batch_size / tb[m]
+                per_size[f"{h}x{w}"] = {
+                    "size": [h, w],
+                    "latency_ms": lat,
+                    "throughput_ips": thr,
+                    "ratios": _ratios(lat, "torch"),
+                    "ratios_onnxruntime": _ratios(lat, "onnxruntime"),
+                }
+    finally:
+        torch.set_num_threads(old_threads)
+
+    first = per_size[f"{sizes[0][0]}x{sizes[0][1]}"]
+    return {
+        **first,
+        "device": device_name(dev),
+        "threads": n_threads,
+        "torch_version": torch.__version__,
+        "onnxruntime_version": ort_version,
+        "onnxruntime_providers": providers,
+        "num_classes": num_classes,
+        "model": dataclasses.asdict(cfg.model),
+        "ensemble_members": cfg.teacher.members,
+        "mc_samples": cfg.evaluate.mc_samples,
+        "repeats": repeats,
+        "throughput_repeats": throughput_repeats,
+        "batch_size": batch_size,
+        "warmup": warmup,
+        "sizes": [list(s) for s in sizes],
+        "by_size": per_size,
+    }
+
+
+def format_table(result: dict) -> str:
+    lines = [f"device {result['device']}, {result['threads']} thread(s), torch {result['torch_version']}, "
+             f"onnxruntime {result['onnxruntime_version']}; median of {result['repeats']} runs (latency, batch 1) / "
+             f"{result['throughput_repeats']} runs (throughput, batch {result['batch_size']})"]
+
+    def f(v, fmt):
+        return format(v, fmt) if v is not None else "-"
+
+    for key, r in result["by_size"].items():
+        lines.append("")
+        lines.append(f"size {key}")
+        lines.append(f"{'model':<14}{'torch ms':>11}{'ort ms':>11}{'torch img/s':>13}{'ort img/s':>11}")
+        for m in MODELS:
+            lat, thr = r["latency_ms"][m], r["throughput_ips"][m]
+            lines.append(f"{m:<14}{f(lat['torch'], '.1f'):>11}{f(lat['onnxruntime'], '.1f'):>11}"
+                         f"{f(thr['torch'], '.2f'):>13}{f(thr['onnxruntime'], '.2f'):>11}")
+        for label, rk in (("torch", "ratios"), ("onnxruntime", "ratios_onnxruntime")):
+            parts = [f"{k.replace('_over_', '/')} {f(v, '.3f')}" for k, v in r[rk].items()]
+            lines.append(f"ratios ({label}): " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def run_benchmark_cli(args) -> dict:
+    """``udistill benchmark``: build the config, measure, print the table, save the JSON."""
+    from .config import load_config
+    from .io import atomic_write_json
+
+    cfg = load_config(ExperimentConfig, getattr(args, "config", None), list(getattr(args, "overrides", []) or []))
+    result = run_benchmark(
+        cfg,
+        sizes=getattr(args, "sizes", None),
+        repeats=getattr(args, "repeats", 20),
+        throughput_repeats=getattr(args, "throughput_repeats", None),
+        batch_size=getattr(args, "batch_size", 8),
+        warmup=getattr(args, "warmup", 3),
+        threads=getattr(args, "threads", None),
+        models=getattr(args, "models", None),
+        backends=getattr(args, "backends", None),
+        num_classes=getattr(args, "classes", None),
+        device=getattr(args, "device", None),
+    )
+    print(format_table(result))
+    path = Path(getattr(args, "json", None) or "benchmark.json")
+    atomic_write_json(path, result)
+    print(f"wrote {path}")
+    return result
