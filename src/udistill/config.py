@@ -88,6 +88,7 @@ class DistillConfig:
     init_from: str = "member0"  # "member0" or a checkpoint path
     epochs: Optional[int] = None  # None = train.epochs
     lr: Optional[float] = None  # None = train.lr
+    light_student: bool = False  # also distil a light-head student (compared in the evaluation)
 
 
 @dataclass

@@ -68,7 +68,8 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     targets = None
     augment = get_recipe(tcfg.augment)
     if dc.targets == "cached":
-        targets = build_cache(ensemble, train_set, out / "teacher-cache", device=dev, progress=tcfg.progress)
+        # one cache for every student of the run (it depends on the ensemble and data only)
+        targets = build_cache(ensemble, train_set, student_dir(cfg, "paper") / "teacher-cache", device=dev, progress=tcfg.progress)
         if augment.photometric != "none":
             # cached maps describe the clean image: keep only the geometric part
             augment = dataclasses.replace(augment, photometric="none")

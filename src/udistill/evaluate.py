@@ -58,6 +58,8 @@ PREDICTOR = {
     "ensemble_std": "teacher", "ensemble_mi": "teacher", "student_sigma": "student", "student_msp": "student",
 }
 MODELS = ("baseline", "teacher", "student", "mc_dropout")
+LIGHT_METHODS = ("student_light_sigma", "student_light_msp")
+PREDICTOR.update({"student_light_sigma": "student_light", "student_light_msp": "student_light"})
 
 
 @dataclass
@@ -72,6 +74,15 @@ class Bundle:
     mc_samples: int = 10
     student_meta: dict = field(default_factory=dict)
     student_path: Path | None = None
+    student_light: SegmentationModel | None = None
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return METHODS + (LIGHT_METHODS if self.student_light is not None else ())
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return MODELS + (("student_light",) if self.student_light is not None else ())
 
 
 def load_bundle(cfg: ExperimentConfig, device) -> Bundle:
@@ -84,8 +95,12 @@ def load_bundle(cfg: ExperimentConfig, device) -> Bundle:
     baseline, bmeta = load_model(baseline_path, map_location=device)
     student, smeta = load_model(spath, map_location=device)
     ensemble = Ensemble.from_run(run, temperature=cfg.distill.temperature, members=cfg.teacher.members).to(device)
+    light = None
+    lpath = student_dir(cfg, "light") / MODEL_FILE
+    if cfg.model.uncertainty_head == "paper" and lpath.exists():
+        light, _ = load_model(lpath, map_location=device)
     return Bundle(baseline, ensemble, student, bmeta.get("label_scheme", "camvid11"), list(bmeta.get("classes", [])),
-                  cfg.evaluate.mc_samples, smeta, spath)
+                  cfg.evaluate.mc_samples, smeta, spath, light)
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
@@ -121,6 +136,12 @@ def run_methods(b: Bundle, images: torch.Tensor, data_scheme: str | None = None)
         "student_msp": 1 - ps.max(1).values,
     }
     probs = {"baseline": pb, "teacher": ens.mean, "student": ps, "mc_dropout": mc.mean}
+    if b.student_light is not None:
+        lo = b.student_light(images)
+        pl = torch.softmax(lo.logits.float(), 1)
+        probs["student_light"] = pl
+        maps["student_light_sigma"] = lo.sigma.float().mean(1)
+        maps["student_light_msp"] = 1 - pl.max(1).values
     if data_scheme and data_scheme != b.scheme:
         probs = {k: map_probabilities(v, b.scheme, data_scheme) for k, v in probs.items()}
     return probs, maps
@@ -130,11 +151,13 @@ class SetAccumulator:
     """Streams one data set: confusion matrices, per-image scores, and (in-distribution only)
     the pixel metrics, Fig 3 histogram, agreement and per-class uncertainty."""
 
-    def __init__(self, num_classes: int, model_classes: int, pixel: bool, bins: int, examples: int):
-        self.cm = {m: ConfusionMatrix(num_classes) for m in MODELS}
-        self.scores = {m: {s: [] for s in IMAGE_SCORES} for m in METHODS}
+    def __init__(self, num_classes: int, model_classes: int, pixel: bool, bins: int, examples: int,
+                 methods: tuple[str, ...] = METHODS, models: tuple[str, ...] = MODELS):
+        self.methods, self.models = methods, models
+        self.cm = {m: ConfusionMatrix(num_classes) for m in models}
+        self.scores = {m: {s: [] for s in IMAGE_SCORES} for m in methods}
         self.names: list[str] = []
-        self.pixel = {m: BinnedPixelMetrics(bins=bins) for m in METHODS} if pixel else None
+        self.pixel = {m: BinnedPixelMetrics(bins=bins) for m in methods} if pixel else None
         self.sigma2d = SigmaHistogram2D() if pixel else None
         self.agree = CorrelationMeter() if pixel else None
         self.unc_sum = {k: torch.zeros(model_classes, dtype=torch.float64) for k in ("teacher", "student")}
@@ -145,17 +168,17 @@ class SetAccumulator:
     def update(self, batch: dict, probs: dict, maps: dict, model_preds: dict) -> None:
         target = batch["label"]
         preds = {m: p.argmax(1).cpu() for m, p in probs.items()}
-        for m in MODELS:
+        for m in self.models:
             self.cm[m].update(preds[m], target)
         maps_cpu = {k: v.float().cpu() for k, v in maps.items()}
         for i in range(target.shape[0]):
             self.names.append(batch["name"][i])
-            for m in METHODS:
+            for m in self.methods:
                 for s, v in image_scores(maps_cpu[m][i]).items():
                     self.scores[m][s].append(v)
         valid = target != IGNORE_INDEX
         if self.pixel is not None:
-            for m in METHODS:
+            for m in self.methods:
                 p = probs[PREDICTOR[m]].cpu()
                 wrong = preds[PREDICTOR[m]] != target
                 self.pixel[m].update(maps_cpu[m], wrong, confidence=p.max(1).values, probs=p, target=target)
@@ -238,6 +261,9 @@ def measure_latency(b: Bundle, size: tuple[int, int], device, repeats: int = 10)
         return float(np.median(times))
 
     lat = {"baseline": timed(b.baseline), "student": timed(b.student), "ensemble": timed(b.ensemble)}
+    if b.student_light is not None:
+        lat["student_light"] = timed(b.student_light)
+        lat["student_light_over_baseline"] = lat["student_light"] / lat["baseline"]
     lat["student_over_baseline"] = lat["student"] / lat["baseline"]
     lat["ensemble_over_student"] = lat["ensemble"] / lat["student"]
     lat["size"] = list(size)
@@ -245,11 +271,11 @@ def measure_latency(b: Bundle, size: tuple[int, int], device, repeats: int = 10)
 
 
 def summarise(acc: SetAccumulator) -> dict:
-    res = {m: acc.cm[m].compute() for m in MODELS}
+    res = {m: acc.cm[m].compute() for m in acc.models}
     return {
-        "miou": {m: res[m]["miou"] for m in MODELS},
-        "per_class_iou": {m: res[m]["per_class_iou"] for m in MODELS},
-        "pixel_accuracy": {m: res[m]["pixel_accuracy"] for m in MODELS},
+        "miou": {m: res[m]["miou"] for m in acc.models},
+        "per_class_iou": {m: res[m]["per_class_iou"] for m in acc.models},
+        "pixel_accuracy": {m: res[m]["pixel_accuracy"] for m in acc.models},
     }
 
 
@@ -266,7 +292,7 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
     test_set = dataset_for(cfg.data, "test")
     n_model = b.baseline.num_classes
     n_data = test_set.scheme.num_classes
-    acc_in = evaluate_set(b, test_set, dev, SetAccumulator(n_data, n_model, True, ec.bins, ec.examples), ec.batch_size, ec.max_images, "test", progress)
+    acc_in = evaluate_set(b, test_set, dev, SetAccumulator(n_data, n_model, True, ec.bins, ec.examples, b.methods, b.models), ec.batch_size, ec.max_images, "test", progress)
     results: dict = {"classes": list(test_set.scheme.classes), "label_scheme": test_set.scheme.name, "model_label_scheme": b.scheme}
     results.update(summarise(acc_in))
     results["per_class_uncertainty"] = {
@@ -277,9 +303,9 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
         "teacher": float(np.mean(acc_in.scores["ensemble_std"]["mean"])),
         "student": float(np.mean(acc_in.scores["student_sigma"]["mean"])),
     }
-    pixel = {m: acc_in.pixel[m].compute() for m in METHODS}
-    results["pixel"] = {m: {k: pixel[m][k] for k in ("auroc", "aupr", "fpr95", "ece", "brier", "aurc")} for m in METHODS}
-    results["curves"] = {m: {k: pixel[m][k] for k in ("risk_coverage", "roc", "histogram", "reliability")} for m in METHODS}
+    pixel = {m: acc_in.pixel[m].compute() for m in b.methods}
+    results["pixel"] = {m: {k: pixel[m][k] for k in ("auroc", "aupr", "fpr95", "ece", "brier", "aurc")} for m in b.methods}
+    results["curves"] = {m: {k: pixel[m][k] for k in ("risk_coverage", "roc", "histogram", "reliability")} for m in b.methods}
     agree = acc_in.agree.compute()
     results["agreement"] = agree
     results["sigma_hist2d"] = acc_in.sigma2d.compute()
@@ -288,9 +314,9 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
     results["shifts"] = {}
     for spec in parse_shifts(cfg.data):
         ds = dataset_for(cfg.data, "test", shift=spec)
-        acc = evaluate_set(b, ds, dev, SetAccumulator(ds.scheme.num_classes, n_model, False, ec.bins, ec.examples), ec.batch_size, ec.max_images, spec.name, progress)
+        acc = evaluate_set(b, ds, dev, SetAccumulator(ds.scheme.num_classes, n_model, False, ec.bins, ec.examples, b.methods, b.models), ec.batch_size, ec.max_images, spec.name, progress)
         s = summarise(acc)
-        ood = {m: {sc: ood_metrics(acc_in.scores[m][sc], acc.scores[m][sc]) for sc in IMAGE_SCORES} for m in METHODS}
+        ood = {m: {sc: ood_metrics(acc_in.scores[m][sc], acc.scores[m][sc]) for sc in IMAGE_SCORES} for m in b.methods}
         results["shifts"][spec.name] = {
             "miou": s["miou"],
             "per_class_iou": s["per_class_iou"],

@@ -96,6 +96,9 @@ def run_experiment(cfg: ExperimentConfig, device: str | None = None, progress: b
         train_member(cfg, k, device)
     log("[student] distilling")
     run_distill(cfg, device)
+    if cfg.distill.light_student and cfg.model.uncertainty_head != "light":
+        log("[student] distilling the light-head student for comparison")
+        run_distill(cfg, device, heads="light")
     log("[evaluate] baseline, teacher, student on the test set and every shift")
     ev = run_evaluation(cfg, device, progress=progress)
     results = json.loads((ev / "results.json").read_text())

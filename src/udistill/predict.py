@@ -60,6 +60,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -445,6 +446,8 @@ def plan_inputs(inputs: Sequence[str | Path], out: Path | None = None) -> list[_
         if not p.exists():
             raise DataError(f"{p}: input not found")
         if p.is_dir():
+            if skip is not None and p.resolve() == skip:
+                raise UdistillError(f"{p}: the output folder (--out) must differ from the input folder")
             found = list(_walk_images(p, skip))
             if not found:
                 raise DataError(f"{p}: folder holds no image ({', '.join(IMAGE_EXTENSIONS)})")
@@ -597,16 +600,20 @@ class _maybe_atomic:
 
 def run_predict(args) -> dict:
     """``udistill predict``: see the module docstring. Returns a summary dict."""
-    threshold = getattr(args, "threshold", None)
-    predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=getattr(args, "device", None), backend=getattr(args, "backend", "torch"),
-        onnx_path=getattr(args, "onnx", None), score=getattr(args, "score", "median_plus_min_over_max"), threshold=threshold)
     out = Path(args.out)
-    vmax = getattr(args, "uncertainty_max", None) or predictor.uncertainty_max
     alpha = float(getattr(args, "alpha", 0.5))
     if not 0.0 <= alpha <= 1.0:
         raise UdistillError(f"--alpha must lie in [0, 1], got {alpha}")
-    jobs = plan_inputs(args.inputs, out)
+    jobs = plan_inputs(args.inputs, out)  # fail on a missing input before loading the model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = Predictor.from_checkpoint(
+            args.checkpoint, device=getattr(args, "device", None), backend=getattr(args, "backend", "torch"),
+            onnx_path=getattr(args, "onnx", None), score=getattr(args, "score", "median_plus_min_over_max"),
+            threshold=getattr(args, "threshold", None))
+    for w in caught:  # one line each on the command line
+        print(f"udistill: warning: {w.message}", file=sys.stderr)
+    vmax = getattr(args, "uncertainty_max", None) or predictor.uncertainty_max
     images = [j for j in jobs if j.kind == "image"]
     videos = [j for j in jobs if j.kind == "video"]
     out.mkdir(parents=True, exist_ok=True)

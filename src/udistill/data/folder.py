@@ -153,6 +153,8 @@ class FileDataset(SegmentationDataset):
         self.seed = int(seed)
         self.scheme = target_scheme(self.native_scheme, label_scheme)
         self._sky_id = self.native_scheme.classes.index("sky")
+        # road-like classes of the native scheme: objects take the depth of their contact point
+        self._ground_ids = [i for i, n in enumerate(self.native_scheme.classes) if n in ("road", "pavement", "sidewalk", "terrain")]
         self._lut = None if self.scheme is self.native_scheme else mapping_lut(self.native_scheme.name, self.scheme.name)
         self.options = dict(options or {})
         self.problems = list(problems or [])
@@ -206,8 +208,11 @@ class FileDataset(SegmentationDataset):
 
             # Without depth, weather uses a flat-ground estimate and puts pixels labelled
             # 0 at sky distance: hand it a sky mask in that convention.
-            sky = None if depth is not None else np.where(label == self._sky_id, 0, 1).astype(np.uint8)
-            image = apply_shift(image, self.shift, depth=depth, seed=item_seed(self.seed, sample.name), label=sky)
+            sky = ground = None
+            if depth is None:
+                sky = np.where(label == self._sky_id, 0, 1).astype(np.uint8)
+                ground = np.isin(label, self._ground_ids)
+            image = apply_shift(image, self.shift, depth=depth, seed=item_seed(self.seed, sample.name), label=sky, ground=ground)
         if self._lut is not None:
             label = self._lut[label]
         return image, label, sample.name, depth

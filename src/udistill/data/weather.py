@@ -74,6 +74,7 @@ def estimate_depth(
     far: float = 50.0,
     sky_depth: float = SKY_DEPTH,
     sky_class: int = 0,
+    ground: np.ndarray | None = None,
 ) -> np.ndarray:
     """Flat-ground depth estimate (metres) for an image without depth, as (H, W) float32.
 
@@ -89,8 +90,12 @@ def estimate_depth(
     building above the horizon, with a smaller one fog would hardly show there).
     The default focal length ``0.87 · W`` is a 60° horizontal field of view. If a ``label``
     map is given, pixels of ``sky_class`` (0 = sky in CamVid's scheme) get ``sky_depth``.
-    Depth is constant along each row (objects standing on the road take the depth of the
-    ground behind them, a known limitation) and increases monotonically towards the horizon.
+    Without ``ground``, depth is constant along each row (objects standing on the road take
+    the depth of the ground behind them) and increases monotonically towards the horizon.
+    With a ``ground`` mask (road/pavement pixels, bool (H, W)), every other non-sky pixel
+    takes the depth of the nearest ground pixel below it in its column, its contact point
+    with the road: a car or a façade gets one depth from bottom to top instead of a seam
+    at the horizon row.
     """
     if height < 1 or width < 1:
         raise DataError(f"estimate_depth: image size must be positive, got {height}x{width}")
@@ -105,6 +110,18 @@ def estimate_depth(
         label = np.asarray(label)
         if label.shape != (height, width):
             raise DataError(f"estimate_depth: label shape {label.shape} does not match {height}x{width}")
+    if ground is not None:
+        ground = np.asarray(ground, bool)
+        if ground.shape != (height, width):
+            raise DataError(f"estimate_depth: ground mask shape {ground.shape} does not match {height}x{width}")
+        # row index of the nearest ground pixel at or below each pixel (height if none)
+        idx = np.where(ground, np.arange(height)[:, None], height)
+        below_idx = np.minimum.accumulate(idx[::-1], axis=0)[::-1]
+        has = below_idx < height
+        contact = col.astype(np.float32)[np.minimum(below_idx, height - 1)]
+        objects = has & ~ground
+        depth[objects] = contact[objects]
+    if label is not None:
         depth[label == sky_class] = sky_depth
     return depth
 
@@ -117,10 +134,10 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _check_depth(depth, image: np.ndarray, label) -> np.ndarray:
+def _check_depth(depth, image: np.ndarray, label, ground=None) -> np.ndarray:
     h, w = image.shape[:2]
     if depth is None:
-        return estimate_depth(h, w, label)
+        return estimate_depth(h, w, label, ground=ground)
     depth = np.asarray(depth, dtype=np.float32)
     if depth.shape != (h, w):
         raise DataError(f"apply_shift: depth shape {depth.shape} does not match image {h}x{w}")
@@ -290,6 +307,7 @@ def apply_shift(
     *,
     label: np.ndarray | None = None,
     lights: np.ndarray | None = None,
+    ground: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply ``shift`` (one of :data:`KNOWN_SHIFTS`) to an (H, W, 3) uint8 image.
 
@@ -306,7 +324,7 @@ def apply_shift(
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, KNOWN_SHIFTS.index(shift)])
     if shift == "dusk":
         return _dusk(image, rng, lights)
-    depth = _check_depth(depth, image, label)
+    depth = _check_depth(depth, image, label, ground)
     if shift == "rain":
         return _rain(image, depth, rng)
     return _fog(image, depth, rng, shift)

@@ -1,0 +1,108 @@
+"""The pipeline as a user drives it: dry runs of the shipped configs, evaluation outputs,
+and a tiny end-to-end experiment through the CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from udistill.cli import main
+from udistill.config import ExperimentConfig, ModelConfig, load_config
+from udistill.evaluate import METHODS, run_evaluation
+from udistill.metrics import IMAGE_SCORES
+from udistill.models import build_model, read_metadata, save_model, to_student
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = {"encoder": "tu-mobilenetv3_small_100", "decoder_channels": 16, "head_channels": 16, "dropout": 0.1}
+
+
+@pytest.mark.parametrize("name", ["synthetic", "camvid-cpu", "camvid-gpu", "cityscapes-paper"])
+def test_dry_run_of_every_shipped_config(name, capsys):
+    assert main(["experiment", "--config", str(ROOT / "configs" / f"{name}.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "member  0" in out and "student" in out and "evaluate" in out
+
+
+def test_dry_run_rejects_a_bad_config(tmp_path, capsys):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  encoder: no-such-encoder\n")
+    assert main(["experiment", "--config", str(p), "--dry-run"]) == 2
+    assert "model.encoder" in capsys.readouterr().err
+
+
+def test_demo_preset_is_the_shipped_synthetic_config():
+    from udistill.demo import preset_path
+
+    assert preset_path().read_text() == (ROOT / "configs" / "synthetic.yaml").read_text()
+
+
+def _random_run(run: Path, members=2, light=False):
+    cfg = ModelConfig(**MODEL)
+    meta = {"classes": ["c"] * 11, "label_scheme": "camvid11"}
+    for k in range(members):
+        torch.manual_seed(k)
+        save_model(build_model(cfg, 11), run / "members" / f"member-{k}" / "model.safetensors", **meta)
+    save_model(to_student(build_model(cfg, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta)
+    if light:
+        save_model(to_student(build_model(cfg, 11), "prediction+uncertainty-light"), run / "student-light" / "model.safetensors", **meta)
+
+
+def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
+    run = tmp_path / "run"
+    _random_run(run, light=True)
+    cfg = load_config(ExperimentConfig, None, [
+        f"out_dir={run}", "data.size=[32,48]", "data.test_options={length: 6}", "data.shifts=[fog, dusk]",
+        f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}", "teacher.members=2", "evaluate.mc_samples=2",
+        "evaluate.batch_size=3",
+    ])
+    out = run_evaluation(cfg, progress=False)
+    res = json.loads((out / "results.json").read_text())
+    for who in ("baseline", "teacher", "student"):
+        assert 0 <= res["miou"][who] <= 1
+        assert len(res["per_class_iou"][who]) == 11
+    for who in ("teacher", "student"):
+        assert len(res["per_class_uncertainty"][who]) == 11
+    for m in METHODS + ("student_light_sigma",):
+        assert set(res["pixel"][m]) >= {"auroc", "aupr", "fpr95", "ece", "brier", "aurc"}
+    assert {"pearson", "spearman"} <= set(res["agreement"])
+    for shift in ("fog", "dusk"):
+        assert set(res["shifts"][shift]["miou"]) >= {"baseline", "teacher", "student"}
+        for m in METHODS:
+            for sc in IMAGE_SCORES:
+                assert set(res["shifts"][shift]["ood"][m][sc]) == {"auroc", "fpr95"}
+    assert len(res["classes"]) == 11 and res["config"]["out_dir"] == str(run)
+    html = (out / "report.html").read_text()
+    assert "student_sigma" in html and "fog" in html
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(pngs) >= 7 and all(p.stat().st_size > 1000 for p in pngs)
+    # the OOD threshold is calibrated on validation images and stored with the student
+    meta = read_metadata(run / "student" / "model.safetensors")
+    assert meta["ood"]["false_alarm_rate"] == 0.05
+    assert set(meta["ood"]["thresholds"]) == set(IMAGE_SCORES)
+
+
+def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, capsys):
+    cfg = {
+        "out_dir": str(tmp_path / "exp"),
+        "data": {"dataset": "synthetic", "size": [32, 48], "train_options": {"length": 8}, "test_options": {"length": 4}, "shifts": ["fog"]},
+        "model": MODEL,
+        "train": {"epochs": 1, "batch_size": 4, "progress": False},
+        "teacher": {"members": 2},
+        "distill": {"light_student": True},
+        "evaluate": {"mc_samples": 2},
+    }
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["experiment", "--config", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "mIoU" in out and "report:" in out
+    exp = tmp_path / "exp"
+    for f in ("members/member-0/model.safetensors", "members/member-1/model.safetensors", "student/model.safetensors",
+              "student-light/model.safetensors", "evaluation/results.json", "evaluation/report.html", "config.yaml"):
+        assert (exp / f).exists(), f
+    assert read_metadata(exp / "student" / "model.safetensors")["heads"] == "prediction+uncertainty"
+    stamp = (exp / "members" / "member-0" / "model.safetensors").stat().st_mtime
+    assert main(["train-teacher", "--config", str(p), "--members", "0-1"]) == 0
+    assert (exp / "members" / "member-0" / "model.safetensors").stat().st_mtime == stamp
