@@ -141,7 +141,12 @@ def _cmd_data(args) -> int:
     if args.data_command == "check":
         summary = tools.check_dataset(args.dataset, args.root, args.split)
         tools.print_summary(summary)
-        return 0 if not summary["problems"] else 2
+        problems = summary["problems"]
+        if problems:  # the summary above lists them all; stderr gets the usual one line
+            more = f" (and {len(problems) - 1} more problem(s), listed above)" if len(problems) > 1 else ""
+            print(f"udistill: error: {problems[0][1]}{more}", file=sys.stderr)
+            return 2
+        return 0
     if args.data_command == "export":
         n = tools.export_dataset(args.dataset, args.out, args.split, count=args.count, size=args.size, shift=args.shift, seed=args.seed)
         print(f"wrote {n} images to {args.out} (CamVid layout, split {args.split})")

@@ -9,6 +9,7 @@ key. Each run writes its resolved config next to its outputs (:func:`save_config
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ class ExperimentConfig:
 
 
 T = TypeVar("T")
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _type_name(tp: Any) -> str:
@@ -142,6 +144,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1:  # Optional[X]: X's own message is the precise one
+            raise errors[0]
         raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -157,9 +161,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
         return dict(value)
     if tp is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"config key '{key}': number too large, got {value!r}") from None
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
@@ -182,7 +191,7 @@ def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     for key, value in data.items():
         if not isinstance(key, str) or key not in names:
             known = ", ".join(sorted(names))
-            raise ConfigError(f"unknown config key '{prefix}{key}' (known: {known})")
+            raise ConfigError(f"unknown config key {prefix + str(key)!r} (known: {known})")
         kwargs[key] = _coerce(value, hints[key], prefix + key)
     return cls(**kwargs)
 
@@ -206,14 +215,14 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse ``dotted.key=value``; the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"--set expects dotted.key=value, got '{text}'")
+        raise ConfigError(f"--set expects dotted.key=value, got {text!r}")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"--set expects dotted.key=value, got '{text}'")
+        raise ConfigError(f"--set expects dotted.key=value, got {text!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of over 4300 digits
         value = raw
     return key, value
 
@@ -228,7 +237,7 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: cannot read config ({exc})") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer of over 4300 digits
         raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if data is None:
         return {}

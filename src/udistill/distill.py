@@ -62,6 +62,7 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     if not init.exists():
         raise CheckpointError(f"{init}: the student starts from a model trained on labels; train member 0 first (udistill train-teacher --member 0)")
     base, _ = load_model(init, expect=model_cfg, num_classes=num_classes, heads="prediction")
+    torch.manual_seed(cfg.train.seed)  # the new uncertainty head: same init on every (re)run
     student = to_student(base, student_heads(model_cfg))
     ensemble = Ensemble.from_run(cfg.out_dir, temperature=dc.temperature, members=cfg.teacher.members).to(dev)
     tcfg = dataclasses.replace(cfg.train, epochs=dc.epochs or cfg.train.epochs, lr=dc.lr or cfg.train.lr)

@@ -91,6 +91,7 @@ class Ensemble(nn.Module):
         models, metas = [], []
         for p in paths:
             m, meta = load_model(p, num_classes=num_classes)
+            num_classes = m.num_classes  # every member must have the first one's classes
             models.append(m)
             metas.append(meta)
         ens = cls(models, temperature=temperature, offload=offload)

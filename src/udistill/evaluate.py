@@ -92,8 +92,9 @@ def load_bundle(cfg: ExperimentConfig, device) -> Bundle:
     for p, what in ((baseline_path, "baseline (member 0)"), (spath, "student")):
         if not p.exists():
             raise CheckpointError(f"{p}: {what} not found; run the earlier stages first (udistill experiment)")
-    baseline, bmeta = load_model(baseline_path, map_location=device)
-    student, smeta = load_model(spath, map_location=device)
+    # checkpoints must fit the config and each other (member 0 of another run/architecture is refused)
+    student, smeta = load_model(spath, expect=cfg.model, map_location=device)
+    baseline, bmeta = load_model(baseline_path, expect=cfg.model, num_classes=student.num_classes, heads="prediction", map_location=device)
     ensemble = Ensemble.from_run(run, temperature=cfg.distill.temperature, members=cfg.teacher.members).to(device)
     light = None
     lpath = student_dir(cfg, "light") / MODEL_FILE
@@ -285,9 +286,9 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
 
     dev = resolve_device(device or cfg.device)
     out = Path(cfg.out_dir) / "evaluation"
+    b = load_bundle(cfg, dev)  # first: a bad checkpoint leaves no evaluation/ folder behind
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    b = load_bundle(cfg, dev)
     ec = cfg.evaluate
     test_set = dataset_for(cfg.data, "test")
     n_model = b.baseline.num_classes

@@ -41,6 +41,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) that :func:`atomic_path` leaves in
+    ``folder`` when its process is killed mid-write. Call it where the current command is
+    the folder's only writer (a run's own output folder, when it resumes)."""
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for p in folder.glob(".*.tmp"):
+            if p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import UdistillError
-from .io import atomic_write_json, read_json
+from .io import atomic_write_json, read_json, remove_stale_temp_files
 
 
 class StaleCacheError(UdistillError):
@@ -76,6 +76,7 @@ def build_cache(ensemble, dataset: Dataset, folder: str | Path, device="cpu", ba
     c = None
     h, w = first["image"].shape[-2:]
     meta_path = folder / "meta.json"
+    remove_stale_temp_files(folder)  # a meta.json half-written by a killed earlier run
     if meta_path.exists():
         meta = read_json(meta_path, what="teacher cache metadata")
         if meta.get("fingerprint") != fp:

@@ -292,3 +292,15 @@ def test_source_never_unpickles():
                     if k.arg == "allow_pickle" and isinstance(k.value, ast.Constant) and k.value.value is True:
                         problems.append(f"{where(node)}: allow_pickle=True")
     assert not problems, "udistill must never unpickle:\n" + "\n".join(problems)
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    """A SIGKILL between mkstemp and os.replace leaves ``.NAME.XXXX.tmp``; resuming removes it."""
+    stale = tmp_path / ".model.safetensors.k3j2x9.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    keep = [tmp_path / "model.safetensors", tmp_path / "notes.tmp", tmp_path / ".hidden"]
+    for p in keep:
+        p.write_bytes(b"x")
+    assert uio.remove_stale_temp_files(tmp_path) == [stale]
+    assert leftovers(tmp_path) == sorted(keep)
+    assert uio.remove_stale_temp_files(tmp_path / "absent") == []

@@ -127,7 +127,10 @@ def load_model(
         cfg = _from_dict(ModelConfig, meta["model"])
     except (ConfigError, KeyError) as exc:
         raise CheckpointError(f"{path}: invalid model metadata ({exc})") from None
-    saved_classes, saved_heads = int(meta["num_classes"]), meta["heads"]
+    try:
+        saved_classes, saved_heads = int(meta["num_classes"]), str(meta["heads"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model metadata ({type(exc).__name__}: {exc})") from None
     if num_classes is not None and num_classes != saved_classes:
         raise CheckpointError(f"{path}: checkpoint has {saved_classes} classes, the config needs {num_classes}")
     if heads is not None and heads != saved_heads:
@@ -138,11 +141,15 @@ def load_model(
                 raise CheckpointError(
                     f"{path}: checkpoint {key}={getattr(cfg, key)!r} does not fit the config's {key}={getattr(expect, key)!r}"
                 )
-    model = SegmentationModel(cfg, saved_classes, saved_heads)
+    try:
+        model = SegmentationModel(cfg, saved_classes, saved_heads)
+    except Exception as exc:  # noqa: BLE001 - unknown arch/encoder/heads: the file's problem, not a bug
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise CheckpointError(f"{path}: cannot build the recorded model (arch={cfg.arch!r}, encoder={cfg.encoder!r}, heads={saved_heads!r}): {first}") from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+        first = " ".join(str(exc).split())[:300]  # one line, with the first mismatching key
         raise CheckpointError(f"{path}: weights do not fit the recorded architecture ({first})") from None
     return model.to(map_location).eval(), meta
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import TrainConfig
 from ..errors import TrainingError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, remove_stale_temp_files
 from ..metrics.segmentation import ConfusionMatrix
 from ..models.checkpoint import load_state, save_model, save_state
 from .views import TrainView
@@ -170,6 +170,8 @@ def fit(
     history: list[dict] = []
     start_epoch = 0
     state_path = out_dir / STATE_FILE
+    if rank == 0:
+        remove_stale_temp_files(out_dir)  # half-written files of a killed earlier run
     if state_path.exists():
         state = load_state(state_path)
         model.load_state_dict(state["model"])
