@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .folder import FileDataset, Sample, as_list, find_images, resolve_root
+from .folder import paired_sample, FileDataset, Sample, as_list, find_images, resolve_root
 from .imageio import read_color_label
 from .labels import CITYSCAPES19, IGNORE_INDEX
 from .registry import register_dataset
@@ -175,13 +175,9 @@ def build_a2d2(split="all", root=None, shift=None, size=None, seed=0, cameras=("
             cam_dir = seq_dir / "camera" / f"cam_{cam}"
             for image in find_images(cam_dir, f"*_camera_{token}_*.png"):
                 label = seq_dir / "label" / f"cam_{cam}" / image.name.replace(f"_camera_{token}_", f"_label_{token}_")
-                if not label.exists():
-                    msg = f"{image}: image has no label ({label} not found)"
-                    if strict:
-                        raise DataError(msg)
-                    problems.append((str(image), msg))
-                    continue
-                samples.append(Sample(image, label, image.stem))
+                sample = paired_sample(image, label, strict, problems)
+                if sample is not None:
+                    samples.append(sample)
     cams = cameras if isinstance(cameras, str) else list(cameras)
     return A2D2(root=root, split=split, samples=samples, shift=shift, size=size, seed=seed,
                 label_scheme=label_scheme, problems=problems, colour_table=table, class_list=class_list,

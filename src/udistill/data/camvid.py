@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import DataError
 from .imageio import read_label
-from .folder import FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, resolve_root
+from .folder import paired_sample, FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, resolve_root
 from .labels import CAMVID11, IGNORE_INDEX
 from .registry import register_dataset
 
@@ -120,13 +120,9 @@ def _from_folders(root: Path, split: str, strict: bool, problems: list) -> list[
     samples = []
     for image in find_images(image_dir):
         label = label_dir / f"{image.stem}.png"
-        if not label.exists():
-            msg = f"{image}: image has no label ({label} not found)"
-            if strict:
-                raise DataError(msg)
-            problems.append((str(image), msg))
-            continue
-        samples.append(Sample(image, label, image.stem))
+        sample = paired_sample(image, label, strict, problems)
+        if sample is not None:
+            samples.append(sample)
     return samples
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .folder import FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, resolve_root
+from .folder import paired_sample, FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, resolve_root
 from .imageio import read_label
 from .labels import CITYSCAPES19
 from .registry import register_dataset
@@ -109,13 +109,9 @@ def _scan(root: Path, gt_root: Path, image_folder: str, split: str, cities, acce
             if m is None or not accept(m.group("suffix")):
                 continue
             label = gt_dir / city_dir.name / f"{m.group('frame')}_gtFine_labelIds.png"
-            if not label.exists():
-                msg = f"{image}: image has no label ({label} not found)"
-                if strict:
-                    raise DataError(msg)
-                problems.append((str(image), msg))
-                continue
-            samples.append(Sample(image, label, image.stem))
+            sample = paired_sample(image, label, strict, problems)
+            if sample is not None:
+                samples.append(sample)
     return samples
 
 

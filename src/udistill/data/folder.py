@@ -224,3 +224,15 @@ class FileDataset(SegmentationDataset):
 def find_images(folder: Path, pattern: str = "*") -> list[Path]:
     """Image files (png/jpg) in ``folder`` matching ``pattern``, sorted."""
     return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def paired_sample(image: Path, label: Path, strict: bool, problems: list) -> "Sample | None":
+    """The sample for ``image`` if its ``label`` exists; otherwise a DataError (``strict``) or
+    a problem recorded for ``data check``."""
+    if label.exists():
+        return Sample(image, label, image.stem)
+    msg = f"{image}: image has no label ({label} not found)"
+    if strict:
+        raise DataError(msg)
+    problems.append((str(image), msg))
+    return None
