@@ -27,7 +27,9 @@ Result (``run_benchmark``; saved as JSON by the CLI): ``latency_ms.<model>.<back
 ``throughput_ips.<model>.<backend>``, ``ratios`` (torch latencies:
 ``student_over_baseline``, ``student_light_over_baseline``, ``ensemble_over_student``,
 ``mc_dropout_over_student``), ``ratios_onnxruntime`` (the same with onnxruntime), ``size``,
-``device``, ``threads``, ``torch_version``, ... for the first size; ``by_size["HxW"]`` holds
+``device``, ``threads``, ``torch_version``, ... for the first size (plus ``latency_min_ms`` and
+``ratios_min[_onnxruntime]``, the fastest run: less sensitive to other processes on a busy
+machine than the median); ``by_size["HxW"]`` holds
 those per-size entries for every requested size. Missing measurements (a backend not
 installed, a model not selected) are null.
 """
@@ -199,8 +201,8 @@ def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, mod
 
 
 def _round_robin(runners: dict[str, Callable], make_input: Callable[[], object], warmup: int, repeats: int,
-                 sync: Callable[[], None], heavy: Sequence[str] = ("ensemble", "mc_dropout")) -> dict[str, float]:
-    """Median seconds per call of each runner, interleaving the models round by round."""
+                 sync: Callable[[], None], heavy: Sequence[str] = ("ensemble", "mc_dropout")) -> dict[str, tuple[float, float]]:
+    """(median, min) seconds per call of each runner, interleaving the models round by round."""
     x = make_input()
     with torch.inference_mode():
         for name, fn in runners.items():
@@ -215,7 +217,7 @@ def _round_robin(runners: dict[str, Callable], make_input: Callable[[], object],
                 fn(x)
                 sync()
                 times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 def _ratios(lat: dict[str, dict[str, Optional[float]]], backend: str) -> dict[str, Optional[float]]:
@@ -289,6 +291,7 @@ def run_benchmark(
                 runners["onnxruntime"], providers = _ort_runners(cfg, num_classes, dev, models, n_threads, Path(tmp))
             for h, w in sizes:
                 lat = {m: {b: None for b in BACKENDS} for m in MODELS}
+                lat_min = {m: {b: None for b in BACKENDS} for m in MODELS}
                 thr = {m: {b: None for b in BACKENDS} for m in MODELS}
                 for backend in backends:
                     if backend == "torch":
@@ -302,14 +305,18 @@ def run_benchmark(
                     say(f"{h}x{w} {backend}: throughput (batch {batch_size}, {throughput_repeats} rounds) ...")
                     tb = _round_robin(runners[backend], make(batch_size), warmup, throughput_repeats, sync)
                     for m in runners[backend]:
-                        lat[m][backend] = t1[m] * 1000.0
-                        thr[m][backend] = batch_size / tb[m]
+                        lat[m][backend] = t1[m][0] * 1000.0
+                        lat_min[m][backend] = t1[m][1] * 1000.0
+                        thr[m][backend] = batch_size / tb[m][0]
                 per_size[f"{h}x{w}"] = {
                     "size": [h, w],
                     "latency_ms": lat,
                     "throughput_ips": thr,
                     "ratios": _ratios(lat, "torch"),
                     "ratios_onnxruntime": _ratios(lat, "onnxruntime"),
+                    "latency_min_ms": lat_min,
+                    "ratios_min": _ratios(lat_min, "torch"),
+                    "ratios_min_onnxruntime": _ratios(lat_min, "onnxruntime"),
                 }
     finally:
         torch.set_num_threads(old_threads)
@@ -353,7 +360,10 @@ def format_table(result: dict) -> str:
                          f"{f(thr['torch'], '.2f'):>13}{f(thr['onnxruntime'], '.2f'):>11}")
         for label, rk in (("torch", "ratios"), ("onnxruntime", "ratios_onnxruntime")):
             parts = [f"{k.replace('_over_', '/')} {f(v, '.3f')}" for k, v in r[rk].items()]
-            lines.append(f"ratios ({label}): " + ", ".join(parts))
+            lines.append(f"ratios ({label}, median): " + ", ".join(parts))
+        for label, rk in (("torch", "ratios_min"), ("onnxruntime", "ratios_min_onnxruntime")):
+            parts = [f"{k.replace('_over_', '/')} {f(v, '.3f')}" for k, v in r[rk].items()]
+            lines.append(f"ratios ({label}, fastest run): " + ", ".join(parts))
     return "\n".join(lines)
 
 

@@ -26,7 +26,11 @@ def _experiment_config(args):
     overrides = list(args.overrides)
     if getattr(args, "device", None):
         overrides.append(f"device={args.device}")
-    return load_config(ExperimentConfig, args.config, overrides)
+    cfg = load_config(ExperimentConfig, args.config, overrides)
+    from .experiment import validate_config
+
+    validate_config(cfg)  # unknown encoder / optimizer / head / targets: one clear line, exit 2
+    return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:

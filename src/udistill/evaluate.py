@@ -99,7 +99,7 @@ def load_bundle(cfg: ExperimentConfig, device) -> Bundle:
     light = None
     lpath = student_dir(cfg, "light") / MODEL_FILE
     if cfg.model.uncertainty_head == "paper" and lpath.exists():
-        light, _ = load_model(lpath, map_location=device)
+        light, _ = load_model(lpath, expect=cfg.model, num_classes=student.num_classes, heads="prediction+uncertainty-light", map_location=device)
     return Bundle(baseline, ensemble, student, bmeta.get("label_scheme", "camvid11"), list(bmeta.get("classes", [])),
                   cfg.evaluate.mc_samples, smeta, spath, light)
 

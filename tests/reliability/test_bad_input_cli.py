@@ -5,7 +5,6 @@ and names the file or the config key, no traceback, and no partial output."""
 from __future__ import annotations
 
 import io
-import os
 import struct
 import zlib
 from pathlib import Path

@@ -123,6 +123,8 @@ def _wait_for(proc: subprocess.Popen, condition, timeout: float = 300) -> bool:
         if proc.poll() is not None:
             return condition()
         time.sleep(POLL)
+    proc.kill()  # leave no training process behind on a failure
+    proc.wait()
     raise TimeoutError("stage did not start in time")
 
 

@@ -212,9 +212,11 @@ def fit(
             with torch.autocast(device.type, enabled=use_amp):
                 loss, parts = objective(train_model, batch)
             if not torch.isfinite(loss):
+                kept = (f"the last good checkpoint ({state_path}, epoch {epoch}) is intact" if state_path.exists()
+                        else "no epoch had finished, nothing was saved")
                 raise TrainingError(
                     f"{desc}: loss became {float(loss.detach())} at epoch {epoch + 1}, step {n_steps + 1}; "
-                    f"stopped, the last good checkpoint ({state_path}) is intact. Try a lower lr."
+                    f"stopped, {kept}. Try a lower learning rate."
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
