@@ -159,7 +159,7 @@ class SetAccumulator:
         self.scores = {m: {s: [] for s in IMAGE_SCORES} for m in methods}
         self.names: list[str] = []
         self.pixel = {m: BinnedPixelMetrics(bins=bins) for m in methods} if pixel else None
-        self.sigma2d = SigmaHistogram2D() if pixel else None
+        self.sigma2d = SigmaHistogram2D(high=0.25) if pixel else None
         self.agree = CorrelationMeter() if pixel else None
         self.unc_sum = {k: torch.zeros(model_classes, dtype=torch.float64) for k in ("teacher", "student")}
         self.unc_cnt = {k: torch.zeros(model_classes, dtype=torch.float64) for k in ("teacher", "student")}
