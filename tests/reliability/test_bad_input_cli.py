@@ -269,7 +269,7 @@ def test_non_finite_loss_stops_training_cleanly(tmp_path, capsys):
     cfg = tmp_path / "ok.yaml"
     cfg.write_text(CONFIG.format(out=out))
     code, _, err = cli(capsys, "train-teacher", "--config", cfg, "--member", "0", "--set", "train.lr=1e30")
-    assert_error(code, err, "member 0: loss became", "Try a lower lr")
+    assert_error(code, err, "member 0: loss became", "nothing was saved", "Try a lower learning rate")
     member = out / "members" / "member-0"
     assert not (member / "model.safetensors").exists()
     assert not (member / "last.state.safetensors").exists()  # no epoch finished: nothing to resume
