@@ -109,9 +109,10 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_methods(b: Bundle, images: torch.Tensor, data_scheme: str | None = None) -> tuple[dict, dict]:
+def run_methods(b: Bundle, images: torch.Tensor, data_scheme: str | None = None) -> tuple[dict, dict, dict]:
     """All methods on one batch. Returns (probabilities per model in the data's label space,
-    uncertainty maps per method (N, H, W) in [0, 1])."""
+    uncertainty maps per method (N, H, W) in [0, 1], teacher and student predictions in the
+    model's own classes (for per-class uncertainty))."""
     c = b.baseline.num_classes
     log_c = math.log(c)
     pb = torch.softmax(b.baseline(images).logits.float(), 1)
@@ -143,9 +144,10 @@ def run_methods(b: Bundle, images: torch.Tensor, data_scheme: str | None = None)
         probs["student_light"] = pl
         maps["student_light_sigma"] = lo.sigma.float().mean(1)
         maps["student_light_msp"] = 1 - pl.max(1).values
+    model_preds = {"teacher": ens.mean.argmax(1), "student": ps.argmax(1)}
     if data_scheme and data_scheme != b.scheme:
         probs = {k: map_probabilities(v, b.scheme, data_scheme) for k, v in probs.items()}
-    return probs, maps
+    return probs, maps, model_preds
 
 
 class SetAccumulator:
@@ -216,21 +218,10 @@ def evaluate_set(b: Bundle, dataset, device, acc: SetAccumulator, batch_size: in
         if max_images is not None and seen >= max_images:
             break
         images = batch["image"].to(device)
-        probs, maps = run_methods(b, images, data_scheme)
-        # teacher/student predictions in the model's own classes, for per-class uncertainty
-        with torch.no_grad():
-            model_preds = {who: _model_space_pred(b, probs, who, data_scheme, images) for who in ("teacher", "student")}
+        probs, maps, model_preds = run_methods(b, images, data_scheme)
         acc.update(batch, {k: v.cpu() for k, v in probs.items()}, maps, model_preds)
         seen += images.shape[0]
     return acc
-
-
-def _model_space_pred(b: Bundle, probs: dict, who: str, data_scheme, images) -> torch.Tensor:
-    if not data_scheme or data_scheme == b.scheme:
-        return probs[who].argmax(1)
-    if who == "teacher":
-        return b.ensemble(images).mean.argmax(1)
-    return b.student(images).logits.argmax(1)
 
 
 def _nan_to_none(x):

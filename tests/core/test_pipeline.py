@@ -106,3 +106,23 @@ def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, ca
     stamp = (exp / "members" / "member-0" / "model.safetensors").stat().st_mtime
     assert main(["train-teacher", "--config", str(p), "--members", "0-1"]) == 0
     assert (exp / "members" / "member-0" / "model.safetensors").stat().st_mtime == stamp
+
+
+def test_a_model_in_another_label_space_is_scored_in_the_data_space(tmp_path):
+    """A Cityscapes-19 model evaluated on CamVid-11 (synthetic) data: probabilities are summed
+    into CamVid's classes, per-class uncertainty stays in the model's 19 classes."""
+    run = tmp_path / "run"
+    cfg = ModelConfig(**MODEL)
+    meta = {"classes": ["c"] * 19, "label_scheme": "cityscapes19"}
+    for k in range(2):
+        torch.manual_seed(k)
+        save_model(build_model(cfg, 19), run / "members" / f"member-{k}" / "model.safetensors", **meta)
+    save_model(to_student(build_model(cfg, 19), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta)
+    exp = load_config(ExperimentConfig, None, [
+        f"out_dir={run}", "data.size=[32,48]", "data.test_options={length: 4}",
+        f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}", "teacher.members=2", "evaluate.mc_samples=2",
+    ])
+    res = json.loads((run_evaluation(exp, progress=False) / "results.json").read_text())
+    assert res["label_scheme"] == "camvid11" and res["model_label_scheme"] == "cityscapes19"
+    assert len(res["per_class_iou"]["student"]) == 11
+    assert len(res["per_class_uncertainty"]["student"]) == 19
