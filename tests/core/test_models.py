@@ -64,3 +64,18 @@ def test_tampered_and_pickled_checkpoints_are_refused(tiny_model_cfg, tmp_path):
     torch.save(model.state_dict(), pkl)
     with pytest.raises(CheckpointError, match="pickle"):
         load_model(pkl)
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_mistaken_for_a_pickle(tiny_model_cfg, tmp_path):
+    """Regression: the first byte of a safetensors file is the low byte of its header length,
+    which can be 0x80, the first byte of a pickle."""
+    model = build_model(tiny_model_cfg, 3)
+    path = tmp_path / "m.safetensors"
+    for k in range(300):
+        save_model(model, path, pad="x" * k)
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("could not produce a header length with low byte 0x80")
+    loaded, meta = load_model(path)
+    assert meta["pad"] == "x" * k

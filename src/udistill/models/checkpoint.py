@@ -49,6 +49,20 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict)
         save_file(tensors, str(tmp), metadata=header)
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with a little-endian u64 header length N, then N bytes of JSON."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 8 + n <= size and head[8:9] == b"{"
+
+
 def load_tensors(path: str | Path, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict]:
     """Read and verify a file written by :func:`save_tensors`."""
     from safetensors import SafetensorError
@@ -59,10 +73,11 @@ def load_tensors(path: str | Path, what: str = "checkpoint") -> tuple[dict[str, 
         raise CheckpointError(f"{path}: {what} not found")
     if path.is_dir():
         raise CheckpointError(f"{path}: expected a {what} file (.safetensors), found a folder")
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if head[:2] == b"\x80\x02" or head[:1] == b"\x80" or head[:2] == b"PK":
-        raise CheckpointError(f"{path}: looks like a pickle/torch.save file; udistill only loads safetensors checkpoints (refusing to unpickle)")
+    if not _looks_like_safetensors(path):
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol 2+ / torch.save zip
+            raise CheckpointError(f"{path}: looks like a pickle/torch.save file; udistill only loads safetensors checkpoints (refusing to unpickle)")
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
