@@ -38,6 +38,7 @@ class DataConfig:
     shifts: list[Any] = field(default_factory=list)
     num_workers: int = 0
     seed: int = 0
+    cache_in_memory: bool = False  # keep decoded/rendered items in RAM after the first epoch
 
 
 @dataclass

@@ -126,3 +126,18 @@ def test_a_model_in_another_label_space_is_scored_in_the_data_space(tmp_path):
     assert res["label_scheme"] == "camvid11" and res["model_label_scheme"] == "cityscapes19"
     assert len(res["per_class_iou"]["student"]) == 11
     assert len(res["per_class_uncertainty"]["student"]) == 19
+
+
+def test_in_memory_cache_returns_the_same_items_and_keeps_the_dataset_identity():
+    import pickle
+
+    from udistill.data.from_config import InMemory, dataset_for
+
+    cfg = load_config(ExperimentConfig, None, ["data.size=[32,48]", "data.train_options={length: 3}", "data.cache_in_memory=true"])
+    ds = dataset_for(cfg.data, "train")
+    plain = dataset_for(load_config(ExperimentConfig, None, ["data.size=[32,48]", "data.train_options={length: 3}"]).data, "train")
+    assert isinstance(ds, InMemory) and not isinstance(plain, InMemory)
+    assert ds.fingerprint() == plain.fingerprint() and ds.scheme is plain.scheme
+    first = ds[1]
+    assert ds[1] is first and torch.equal(first["image"], plain[1]["image"])
+    assert len(pickle.loads(pickle.dumps(ds))) == 3  # DataLoader workers can receive it

@@ -10,6 +10,33 @@ from ..errors import ConfigError
 from .registry import build_dataset
 
 
+class InMemory:
+    """Wraps a dataset and keeps every item after its first load (``data.cache_in_memory``).
+
+    Worth it when decoding or rendering an item costs as much as a training step on it, as
+    for small synthetic images on a CPU. Items are shared, so consumers must not modify
+    them in place (the training view builds new tensors).
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.items: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items.get(index)
+        if item is None:
+            item = self.items[index] = self.dataset[index]
+        return item
+
+    def __getattr__(self, name):  # scheme, fingerprint(), describe(), source() ...
+        if name in ("dataset", "items"):  # not set yet (unpickling): avoid recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 @dataclass(frozen=True)
 class ShiftSpec:
     """One out-of-distribution evaluation set: a ``shift=`` of the test split, or another
@@ -52,4 +79,5 @@ def dataset_for(dc: DataConfig, role: str, shift: ShiftSpec | None = None, **ext
         split = shift.split or split
         shift_name = shift.shift
     options.update(extra)
-    return build_dataset(name, split, root=root, shift=shift_name, size=dc.size, seed=dc.seed, **options)
+    ds = build_dataset(name, split, root=root, shift=shift_name, size=dc.size, seed=dc.seed, **options)
+    return InMemory(ds) if dc.cache_in_memory and role in ("train", "val") else ds
