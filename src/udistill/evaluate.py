@@ -35,7 +35,7 @@ from .config import ExperimentConfig, save_config, to_dict
 from .data.from_config import ShiftSpec, dataset_for, parse_shifts
 from .data.labels import IGNORE_INDEX, SCHEMES, map_probabilities
 from .distill import student_dir
-from .ensemble import Ensemble, RunningMoments, member_dir
+from .ensemble import Ensemble, RunningMoments, _entropy, member_dir
 from .errors import CheckpointError
 from .io import atomic_write_json
 from .metrics import (
@@ -102,10 +102,6 @@ def load_bundle(cfg: ExperimentConfig, device) -> Bundle:
         light, _ = load_model(lpath, expect=cfg.model, num_classes=student.num_classes, heads="prediction+uncertainty-light", map_location=device)
     return Bundle(baseline, ensemble, student, bmeta.get("label_scheme", "camvid11"), list(bmeta.get("classes", [])),
                   cfg.evaluate.mc_samples, smeta, spath, light)
-
-
-def _entropy(p: torch.Tensor) -> torch.Tensor:
-    return -(p * torch.log(p.clamp_min(1e-12))).sum(1)
 
 
 @torch.no_grad()

@@ -101,7 +101,9 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": list(np.random.get_state()[1]), "python": list(random.getstate()[1])}
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [list(keys), int(pos), int(has_gauss), float(gauss)],
+             "python": list(random.getstate()[1])}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -109,7 +111,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", np.asarray(state["numpy"], np.uint32), 624, 0, 0.0))
+    keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", np.asarray(keys, np.uint32), int(pos), int(has_gauss), float(gauss)))
     random.setstate((3, tuple(int(x) for x in state["python"]), None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
@@ -279,13 +282,9 @@ def fit(
 
 
 def _weights_digest(model: nn.Module) -> str:
-    import hashlib
+    from ..models.checkpoint import _digest
 
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    return _digest(model.state_dict())[:16]
 
 
 def _asdict(cfg) -> dict:
