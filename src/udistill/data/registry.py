@@ -51,4 +51,4 @@ def build_dataset(name, split, root=None, shift=None, size=None, seed=0, **optio
 
 def _load_builtin() -> None:
     # Importing the modules registers their builders.
-    from . import synthetic, camvid, cityscapes, a2d2  # noqa: F401
+    from . import synthetic, camvid, cityscapes, a2d2, images  # noqa: F401
