@@ -36,7 +36,11 @@ class SegOutput(NamedTuple):
 
 
 class SegmentationModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, num_classes: int, heads: str = "prediction", stride: int = 16):
+    def __init__(self, cfg: ModelConfig, num_classes: int, heads: str = "prediction", stride: int = 16,
+                 pretrained: bool = True):
+        """``pretrained=False`` builds with random encoder weights whatever ``cfg.encoder_weights``
+        says (``self.cfg`` still records it): for weights loaded afterwards, so loading a
+        checkpoint never downloads ImageNet weights only to overwrite them."""
         super().__init__()
         import segmentation_models_pytorch as smp
 
@@ -50,7 +54,7 @@ class SegmentationModel(nn.Module):
         self.stride = stride
         base = smp.DeepLabV3Plus(
             encoder_name=cfg.encoder,
-            encoder_weights=cfg.encoder_weights,
+            encoder_weights=cfg.encoder_weights if pretrained else None,
             decoder_channels=cfg.decoder_channels,
             classes=num_classes,
         )
@@ -79,21 +83,32 @@ class SegmentationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> SegOutput:
         """Shape: x (N, 3, H, W) RGB in [0, 1], any H, W -> SegOutput at (H, W)."""
+        feats, out_size = self.padded_features(x)
+        return self.heads_forward(self.dropout(feats), out_size)
+
+    def padded_features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+        """Decoder features of ``x`` padded to the stride, and (H, W, padded H, padded W) for
+        :meth:`heads_forward` (MC dropout reuses one feature map for all its samples).
+
+        Shape: x (N, 3, H, W) -> features (N, D, H'/4, W'/4)."""
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.stride, (-w) % self.stride
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        feats = self.dropout(self.features(x))
-        size = x.shape[-2:]
+        return self.features(x), (h, w, x.shape[-2], x.shape[-1])
+
+    def heads_forward(self, feats: torch.Tensor, out_size: tuple[int, int, int, int]) -> SegOutput:
+        """The heads on (possibly dropped-out) decoder features, upsampled and cropped to (H, W)."""
+        h, w, hp, wp = out_size
         if isinstance(self.head, SharedTrunkHeads):
             logits, raw_sigma = self.head(feats)
         else:
             logits = self.head(feats)
             raw_sigma = self.uncertainty_head(feats) if self.uncertainty_head is not None else None
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
+        logits = F.interpolate(logits, size=(hp, wp), mode="bilinear", align_corners=False)[..., :h, :w]
         if raw_sigma is None:
             return SegOutput(logits, None)
-        raw_sigma = F.interpolate(raw_sigma, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
+        raw_sigma = F.interpolate(raw_sigma, size=(hp, wp), mode="bilinear", align_corners=False)[..., :h, :w]
         return SegOutput(logits, torch.sigmoid(raw_sigma))
 
 
@@ -120,7 +135,7 @@ def to_student(baseline: SegmentationModel, heads: str) -> SegmentationModel:
     """
     if baseline.heads != "prediction":
         raise ValueError("to_student expects a single-head model")
-    student = SegmentationModel(baseline.cfg, baseline.num_classes, heads)
+    student = SegmentationModel(baseline.cfg, baseline.num_classes, heads, pretrained=False)  # weights copied below
     state = baseline.state_dict()
     missing, unexpected = student.load_state_dict(state, strict=False)
     if unexpected:

@@ -157,7 +157,8 @@ def load_model(
                     f"{path}: checkpoint {key}={getattr(cfg, key)!r} does not fit the config's {key}={getattr(expect, key)!r}"
                 )
     try:
-        model = SegmentationModel(cfg, saved_classes, saved_heads)
+        # weights come from the file: never fetch pretrained ones (offline loading)
+        model = SegmentationModel(cfg, saved_classes, saved_heads, pretrained=False)
     except Exception as exc:  # noqa: BLE001 - unknown arch/encoder/heads: the file's problem, not a bug
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
         raise CheckpointError(f"{path}: cannot build the recorded model (arch={cfg.arch!r}, encoder={cfg.encoder!r}, heads={saved_heads!r}): {first}") from None
