@@ -185,8 +185,13 @@ def _dispatch(args) -> int:
     if args.command == "evaluate":
         from .evaluate import run_evaluation
 
+        from .provenance import check_run
+        from .runlock import run_lock
+
         cfg = _experiment_config(args)
-        out = run_evaluation(cfg)
+        with run_lock(cfg.out_dir):
+            check_run(cfg)  # a stale student (members retrained since) is refused, not evaluated
+            out = run_evaluation(cfg)
         print(f"report: {out / 'report.html'}")
         return 0
     if args.command == "experiment":

@@ -16,8 +16,10 @@ from .data.transforms import get_recipe
 from .ensemble import Ensemble, member_dir
 from .errors import CheckpointError
 from .losses import distillation_loss
+from . import provenance
 from .models.build import student_heads, to_student
 from .models.checkpoint import load_model
+from .runlock import locks_run
 from .targets import build_cache
 from .teacher import data_meta
 from .train.loop import MODEL_FILE, fit, is_main_process, resolve_device
@@ -47,11 +49,13 @@ def student_dir(cfg: ExperimentConfig, heads: str | None = None) -> Path:
     return Path(cfg.out_dir) / ("student" if kind == "paper" else f"student-{kind}")
 
 
+@locks_run
 def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | None = None) -> Path:
     """Train the student into ``out_dir/student`` (``student-light`` for the light head)."""
     model_cfg = dataclasses.replace(cfg.model, uncertainty_head=heads or cfg.model.uncertainty_head)
     out = student_dir(cfg, model_cfg.uncertainty_head)
-    if (out / MODEL_FILE).exists():
+    built_from = provenance.student_inputs(cfg, model_cfg, provenance.init_path_of(cfg))
+    if provenance.reusable(out / MODEL_FILE, built_from, "student"):
         return out / MODEL_FILE
     dev = resolve_device(device or cfg.device)
     dc = cfg.distill
@@ -87,7 +91,8 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
         augment=augment,
         targets=targets,
         num_workers=cfg.data.num_workers,
-        model_meta={**data_meta(train_set), "role": "student", "distill": dataclasses.asdict(dc), "teacher_members": cfg.teacher.members},
+        model_meta={**data_meta(train_set), "role": "student", "distill": dataclasses.asdict(dc), "teacher_members": cfg.teacher.members,
+                    "built_from": built_from},
         desc="student",
     )
     return out / MODEL_FILE

@@ -14,6 +14,8 @@ from .data.from_config import parse_shifts
 from .data.registry import available_datasets
 from .data.transforms import RECIPES
 from .errors import ConfigError
+from .provenance import rebuilds_stale
+from .runlock import locks_run
 from .train.recipes import OPTIMIZERS, member_recipe
 
 
@@ -79,8 +81,10 @@ def describe_plan(cfg: ExperimentConfig) -> str:
     return "\n".join(lines)
 
 
+@locks_run
+@rebuilds_stale
 def run_experiment(cfg: ExperimentConfig, device: str | None = None, progress: bool = True, log=print) -> dict:
-    """Run every stage (finished ones are skipped); returns the results dict."""
+    """Run every stage (finished ones are skipped, stale ones rebuilt); returns the results dict."""
     import json
 
     from .distill import run_distill

@@ -14,7 +14,9 @@ import torch
 from .config import ExperimentConfig, save_config
 from .data.from_config import dataset_for
 from .ensemble import member_dir
+from . import provenance
 from .models.build import build_model
+from .runlock import locks_run
 from .train.loop import MODEL_FILE, fit, is_main_process, resolve_device
 from .train.recipes import member_recipe
 
@@ -33,18 +35,26 @@ def parse_members(text: str) -> list[int]:
 
 
 def data_meta(dataset) -> dict:
+    """Classes, scheme and data fingerprint, and the input size the model was trained at
+    (``input_size`` [H, W], None = native; ``resize``: how frames were brought to it, so the
+    predictor can do the same; datasets stretch to ``size``)."""
     scheme = dataset.scheme
+    size = getattr(dataset, "size", None)
     return {
         "classes": list(scheme.classes),
         "label_scheme": scheme.name,
         "data_fingerprint": dataset.fingerprint() if hasattr(dataset, "fingerprint") else None,
+        "input_size": [int(size[0]), int(size[1])] if size else None,
+        "resize": "stretch" if size else None,
     }
 
 
+@locks_run
 def train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> Path:
     """Train member ``k`` into ``out_dir/members/member-k`` (skipped when already finished)."""
     out = member_dir(cfg.out_dir, k)
-    if (out / MODEL_FILE).exists():
+    built_from = provenance.member_inputs(cfg, k)
+    if provenance.reusable(out / MODEL_FILE, built_from, f"member {k}"):
         return out / MODEL_FILE
     dev = resolve_device(device or cfg.device)
     train_set = dataset_for(cfg.data, "train")
@@ -60,7 +70,7 @@ def train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> Pa
         model, train_set, val_set, tcfg, out, num_classes,
         device=dev,
         num_workers=cfg.data.num_workers,
-        model_meta={**data_meta(train_set), "role": "member", "member": k},
+        model_meta={**data_meta(train_set), "role": "member", "member": k, "built_from": built_from},
         desc=f"member {k}",
     )
     return out / MODEL_FILE
