@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-import udistill.data
 from udistill.data import build_dataset
 from udistill.data.tools import check_dataset, export_dataset, preview_grid, print_summary
 from udistill.errors import DataError
@@ -123,8 +122,6 @@ def test_preview_grid_writes_png_at_150_dpi(tmp_path):
     assert again.exists()
 
 
-@pytest.mark.skipif(not (Path(udistill.data.__file__).parent / "synthetic.py").exists(),
-                    reason="udistill.data.synthetic not written yet")
 def test_export_synthetic_reads_back_as_camvid(tmp_path):
     opts = dict(size=(48, 64), seed=5, length=3)
     synth = build_dataset("synthetic", "train", **opts)
