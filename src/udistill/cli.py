@@ -84,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="tables, figures and results.json for baseline, teacher and student")
     _add_config_args(ev, required=True)
 
+    ca = sub.add_parser("calibrate", help="fit the OOD alarm of a student (threshold at a false-alarm rate) and store it in its checkpoint",
+                        description="Fit the out-of-distribution alarm: an image score of the student's uncertainty and a threshold "
+                        "at the requested false-alarm rate on in-distribution images, stored in the student checkpoint. "
+                        "With --config: the config's calibration set (disjoint from every test set), the score chosen on "
+                        "data.val_shifts. With --images: your own unlabelled in-distribution frames.")
+    ca.add_argument("checkpoint", nargs="?", help="student checkpoint, student folder or run folder (default with --config: every student of the run)")
+    ca.add_argument("--config", "-c", help="YAML config (see configs/)")
+    ca.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    ca.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    ca.add_argument("--images", help="a folder (or list file) of your own in-distribution frames to calibrate on")
+    ca.add_argument("--false-alarm", type=float, default=None, help="false-alarm rate on the calibration images (default 0.05 or the config's)")
+    ca.add_argument("--score", default=None, help="image score: auto, min, mean, median, max, median_plus_min_over_max")
+
     xp = sub.add_parser("experiment", help="the whole pipeline for one config: members, student, evaluation")
     _add_config_args(xp, required=True)
     xp.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
@@ -95,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # deployment ----------------------------------------------------------------------------
     pr = sub.add_parser("predict", help="segmentation, uncertainty and OOD flag for images, folders, videos")
-    pr.add_argument("checkpoint")
+    pr.add_argument("checkpoint", help="student checkpoint file, its folder, or the run folder")
     pr.add_argument("inputs", nargs="+")
     pr.add_argument("--out", required=True)
     pr.add_argument("--score", default="median_plus_min_over_max", help="image score for the OOD flag")
@@ -105,8 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default=None)
     pr.add_argument("--video-out", action="store_true", help="also write an annotated video for video inputs")
     pr.add_argument("--uncertainty-max", type=float, default=None,
-                    help="top of the heat-map scale (default: the measure's range, 1 for sigma, 1-1/C for 1-max softmax)")
+                    help="top of the heat-map scale (default: the calibrated display range, else each frame's 99th percentile of U)")
     pr.add_argument("--alpha", type=float, default=0.5, help="weight of the segmentation colours in the overlay (0..1)")
+    pr.add_argument("--native", action="store_true",
+                    help="run at each frame's own size instead of the checkpoint's training size (input_size)")
+    pr.add_argument("--on-error", choices=["skip", "stop"], default="skip",
+                    help="bad input: report and skip it (exit 3 at the end) or stop at once (exit 2)")
 
     xo = sub.add_parser("export", help="export the student to ONNX")
     xo.add_argument("checkpoint")
@@ -194,6 +211,13 @@ def _dispatch(args) -> int:
             out = run_evaluation(cfg)
         print(f"report: {out / 'report.html'}")
         return 0
+    if args.command == "calibrate":
+        from .calibration import run_calibrate_cli
+
+        for path, rec in run_calibrate_cli(args).items():
+            print(f"{path}: alarm score {rec['score']}, threshold {rec['thresholds'][rec['score']]:.6g} at "
+                  f"{rec['false_alarm_rate']:.1%} false alarms on {rec['calibration_set']}")
+        return 0
     if args.command == "experiment":
         from .experiment import describe_plan, run_experiment
 
@@ -211,8 +235,7 @@ def _dispatch(args) -> int:
     if args.command == "predict":
         from .predict import run_predict
 
-        run_predict(args)
-        return 0
+        return run_predict(args)["exit_code"]
     if args.command == "export":
         from .export import export_onnx
 

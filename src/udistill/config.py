@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,9 +34,15 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)  # extra build_dataset kwargs (all splits)
     train_options: dict[str, Any] = field(default_factory=dict)  # extra kwargs for the train split only
     test_options: dict[str, Any] = field(default_factory=dict)  # extra kwargs for val/test splits
+    # extra kwargs for one role only, applied last: {train|val|test|calibration: {...}}
+    # (e.g. CamVid: {test: {sequences: [Seq05VD]}} tests in distribution on a sequence of its own)
+    role_options: dict[str, Any] = field(default_factory=dict)
     # shifted sets evaluated as out-of-distribution: a shift name ("fog") or a mapping
     # {name, shift, split, dataset, root, options} (e.g. another sequence or data set)
     shifts: list[Any] = field(default_factory=list)
+    # validation shifts (same syntax, built from the *val* role): choices about shifts (which
+    # image score the alarm uses) are made on these, never on the test shifts above
+    val_shifts: list[Any] = field(default_factory=list)
     num_workers: int = 0
     seed: int = 0
     cache_in_memory: bool = False  # keep decoded/rendered items in RAM after the first epoch
@@ -64,8 +71,12 @@ class TrainConfig:
     grad_clip: float = 5.0  # max gradient norm; 0 disables
     class_weights: Optional[list[float]] = None
     augment: str = "basic"  # augmentation recipe, see udistill.train.recipes
-    amp: bool = True  # mixed precision on CUDA only
-    deterministic: bool = False
+    amp: bool = True  # mixed precision on CUDA only (= precision fp16 there); precision, when set, wins
+    precision: Optional[str] = None  # fp32 | fp16 | bf16 (autocast dtype; fp16 with loss scaling)
+    sync_bn: Optional[bool] = None  # BatchNorm statistics over all DDP ranks; None = on for several GPUs
+    channels_last: bool = False  # NHWC memory layout (faster convolutions on recent GPUs)
+    compile: bool | str = False  # torch.compile the model: true, or a backend name ("inductor", "eager")
+    deterministic: bool = False  # deterministic algorithms; false also turns cudnn.benchmark on
     seed: int = 0
     max_iters_per_epoch: Optional[int] = None  # cap (for smoke tests)
     tensorboard: bool = False
@@ -78,7 +89,6 @@ class TeacherConfig:
     init_seed: int = 0  # one initialisation for all members (paper)
     diverse_init: bool = False  # True: member K is initialised with init_seed + K
     diversify: bool = True  # per-member lr / optimiser / augmentation drawn from K
-    temperature: float = 1.0
 
 
 @dataclass
@@ -91,15 +101,32 @@ class DistillConfig:
     epochs: Optional[int] = None  # None = train.epochs
     lr: Optional[float] = None  # None = train.lr
     light_student: bool = False  # also distil a light-head student (compared in the evaluation)
+    # recipe: "paper" (eq. 7 MSE, fresh uncertainty head, clean training images) or "udistill"
+    # (see udistill.distill.RECIPES); the three keys below override single parts of it
+    recipe: str = "paper"
+    sigma_loss: Optional[str] = None  # mse | log-mse | sqrt-mse (udistill.losses.sigma_loss_fn)
+    sigma_init: Optional[str] = None  # none | teacher-mean (bias = logit of the mean Σ per class) | a number
+    views: Optional[str] = None  # none | perturb (distil on perturbed views, udistill.perturb)
+    view_count: int = 4  # cached targets: K fixed views per image (view 0 clean); online: fresh views
+    teacher_precision: str = "fp32"  # online targets: the ensemble runs outside float16 autocast (fp32 | bf16)
+    control: bool = True  # also fine-tune member 0 on labels alone for the same epochs (the control)
 
 
 @dataclass
 class EvaluateConfig:
     mc_samples: int = 10  # T for MC dropout
-    mc_dropout: float = 0.2  # dropout rate used when the baseline has none
-    bins: int = 4096  # histogram bins for streamed pixel metrics
+    mc_dropout: float = 0.2  # dropout rate before the head when the baseline has none (model.dropout)
+    mc_seed: int = 0  # MC dropout masks are drawn from this seed: two evaluations agree
+    bins: int = 4096  # log-spaced histogram bins for streamed pixel metrics (see metrics/pixel.py)
     max_images: Optional[int] = None
     false_alarm_rate: float = 0.05  # OOD threshold calibration
+    # the calibration set of the OOD alarm: a split ("val" by default, data.val_split) and which
+    # of its images ("all", "even" or "odd" indices); it must share no image with any test set
+    calibration_split: Optional[str] = None
+    calibration_subset: str = "all"
+    # image score of the alarm: "auto" = the best mean AUROC over data.val_shifts (the paper's
+    # (median+min)/max when there are none), or one of min|mean|median|max|median_plus_min_over_max
+    ood_score: str = "auto"
     examples: int = 3  # images per grid in the example figures
     batch_size: int = 4
 
@@ -185,11 +212,22 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+# Keys that existed once and were removed: configs that still set them load, with this message.
+REMOVED_KEYS = {
+    "teacher.temperature": "it was never read; the evaluated teacher uses T = 1 and "
+    "distill.temperature shapes only the distillation targets",
+}
+
+
 def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
+        if isinstance(key, str) and prefix + key in REMOVED_KEYS and key not in names:
+            print(f"udistill: warning: config key '{prefix + key}' was removed and is ignored: {REMOVED_KEYS[prefix + key]}",
+                  file=sys.stderr)
+            continue
         if not isinstance(key, str) or key not in names:
             known = ", ".join(sorted(names))
             raise ConfigError(f"unknown config key {prefix + str(key)!r} (known: {known})")

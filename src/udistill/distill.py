@@ -1,6 +1,20 @@
 """Uncertainty distillation (paper, section 3 and Figure 1): the student starts from a
 model trained on labels (member 0 by default), gets a prediction head and an uncertainty
 head, and learns M and Sigma of the teacher ensemble with :func:`distillation_loss`.
+
+Recipes (``distill.recipe``; ``distill.sigma_loss`` / ``sigma_init`` / ``views`` override
+single parts):
+
+=========  ============  ==============================  ===================================
+recipe     σ loss        uncertainty head starts at      training images
+=========  ============  ==============================  ===================================
+paper      mse (eq. 7)   fresh init (σ ≈ 0.5)            clean (the paper)
+udistill   see RECIPES   logit of the teacher's mean Σ   perturbed views (udistill.perturb)
+=========  ============  ==============================  ===================================
+
+The CE-only control (``distill.control``): member 0 fine-tuned on labels alone for the
+student's epochs, on the same views, so that "the student beats the baseline" can be told
+apart from "more training beats less".
 """
 
 from __future__ import annotations
@@ -10,24 +24,102 @@ from pathlib import Path
 
 import torch
 
+from . import provenance
 from .config import DistillConfig, ExperimentConfig, save_config
 from .data.from_config import dataset_for
 from .data.transforms import get_recipe
 from .ensemble import Ensemble, member_dir
-from .errors import CheckpointError
-from .losses import distillation_loss
-from . import provenance
+from .errors import CheckpointError, ConfigError
+from .losses import SIGMA_LOSSES, distillation_loss
 from .models.build import student_heads, to_student
 from .models.checkpoint import load_model
+from .perturb import PerturbedViews, ViewDataset
 from .runlock import locks_run
 from .targets import build_cache
 from .teacher import data_meta
 from .train.loop import MODEL_FILE, fit, is_main_process, resolve_device
 
+RECIPES = {
+    "paper": {"sigma_loss": "mse", "sigma_init": "none", "views": "none"},
+    "udistill": {"sigma_loss": "mse", "sigma_init": "teacher-mean", "views": "perturb"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The resolved distillation recipe: the named recipe with any explicit overrides."""
+
+    sigma_loss: str
+    sigma_init: str
+    views: str
+
+
+def resolve_recipe(dc: DistillConfig) -> Recipe:
+    if dc.recipe not in RECIPES:
+        raise ConfigError(f"config key 'distill.recipe': unknown recipe '{dc.recipe}' (known: {', '.join(RECIPES)})")
+    base = RECIPES[dc.recipe]
+    r = Recipe(dc.sigma_loss or base["sigma_loss"], str(dc.sigma_init if dc.sigma_init is not None else base["sigma_init"]),
+               dc.views or base["views"])
+    if r.sigma_loss not in SIGMA_LOSSES:
+        raise ConfigError(f"config key 'distill.sigma_loss': expected one of {', '.join(SIGMA_LOSSES)}, got '{r.sigma_loss}'")
+    if r.views not in ("none", "perturb"):
+        raise ConfigError(f"config key 'distill.views': expected 'none' or 'perturb', got '{r.views}'")
+    if r.sigma_init not in ("none", "teacher-mean"):
+        try:
+            v = float(r.sigma_init)
+        except ValueError:
+            raise ConfigError(f"config key 'distill.sigma_init': expected none, teacher-mean or a number in (0, 1), got '{r.sigma_init}'") from None
+        if not 0 < v < 1:
+            raise ConfigError(f"config key 'distill.sigma_init': a number must lie in (0, 1), got {v}")
+    return r
+
+
+def views_for(dc: DistillConfig, seed: int) -> PerturbedViews | None:
+    """The perturbed views of a recipe: K fixed views with cached targets, fresh ones online."""
+    if resolve_recipe(dc).views != "perturb":
+        return None
+    return PerturbedViews(count=dc.view_count if dc.targets == "cached" else None, seed=seed)
+
+
+def uncertainty_output_layer(student) -> torch.nn.Conv2d:
+    """The 1x1 convolution whose sigmoid is σ (paper heads or light head)."""
+    if student.uncertainty_head is not None:
+        return student.uncertainty_head.classifier
+    return student.head.uncertainty
+
+
+def init_sigma_bias(student, sigma: torch.Tensor) -> None:
+    """Start the uncertainty head at σ = ``sigma`` (per class, shape (C,)) everywhere: the
+    output layer's weights are zeroed and its bias set to logit(sigma). The MSE gradient
+    near small targets is tiny, so a head starting at σ ≈ 0.5 may never reach the teacher's
+    scale; starting there removes that. The weights leave zero at the first step."""
+    layer = uncertainty_output_layer(student)
+    s = sigma.double().clamp(1e-5, 1 - 1e-5)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.copy_(torch.log(s / (1 - s)).to(layer.bias.dtype))
+
+
+@torch.no_grad()
+def teacher_sigma_mean(ensemble: Ensemble | None, targets, dataset, device, images: int = 32) -> torch.Tensor:
+    """Mean Σ per class over the cache (or over the first ``images`` training images)."""
+    if targets is not None:
+        n = len(targets)
+        idx = range(0, n, max(1, n // 256))
+        return torch.stack([targets.get(i)[1].float().mean((1, 2)) for i in idx]).mean(0)
+    sums = []
+    for i in range(min(images, len(dataset))):
+        t = ensemble(dataset[i]["image"][None].to(device))
+        sums.append(t.std.float().mean((0, 2, 3)).cpu())
+    return torch.stack(sums).mean(0)
+
 
 def distillation_objective(dcfg: DistillConfig, ensemble: Ensemble | None = None):
     """Objective for :func:`~udistill.train.loop.fit`: cached targets come with the batch,
-    online ones are computed by ``ensemble`` on the (augmented) batch."""
+    online ones are computed by ``ensemble`` on the (augmented) batch, outside the training
+    autocast (float32, or bfloat16 with ``distill.teacher_precision: bf16``): Σ values of
+    1e-4 are of the order of float16 rounding."""
+    sigma_loss = resolve_recipe(dcfg).sigma_loss
 
     def objective(model, batch):
         out = model(batch["image"])
@@ -36,17 +128,50 @@ def distillation_objective(dcfg: DistillConfig, ensemble: Ensemble | None = None
         else:
             if ensemble is None:
                 raise RuntimeError("online distillation needs the ensemble")
-            t = ensemble(batch["image"])
-            mean, std = t.mean, t.std
-        loss = distillation_loss(out.logits, out.sigma, mean, std, batch["label"], dcfg.temperature, dcfg.alpha, dcfg.beta)
+            mean, std = teacher_targets(ensemble, batch["image"], dcfg.teacher_precision)
+        loss = distillation_loss(out.logits, out.sigma, mean, std, batch["label"], dcfg.temperature, dcfg.alpha, dcfg.beta, sigma_loss)
         return loss.total, {"kl": float(loss.distill.detach()), "ce": float(loss.cls.detach()), "mse": float(loss.unc.detach())}
 
     return objective
 
 
+def teacher_targets(ensemble: Ensemble, images: torch.Tensor, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """M and Σ of ``images`` computed outside any enclosing float16 autocast.
+
+    Shape: images (N, 3, H, W) -> mean, std (N, C, H, W) float32."""
+    dev = images.device.type
+    if precision == "bf16":
+        with torch.autocast(dev, dtype=torch.bfloat16):
+            t = ensemble(images)
+    elif precision == "fp32":
+        with torch.autocast(dev, enabled=False):
+            t = ensemble(images.float())
+    else:
+        raise ConfigError(f"config key 'distill.teacher_precision': expected fp32 or bf16, got '{precision}'")
+    return t.mean.float(), t.std.float()
+
+
 def student_dir(cfg: ExperimentConfig, heads: str | None = None) -> Path:
     kind = heads or cfg.model.uncertainty_head
     return Path(cfg.out_dir) / ("student" if kind == "paper" else f"student-{kind}")
+
+
+def control_dir(cfg: ExperimentConfig) -> Path:
+    """Where the CE-only control (member 0 trained on for the student's epochs) lives."""
+    return Path(cfg.out_dir) / "control"
+
+
+def student_train_config(cfg: ExperimentConfig):
+    """The training config of the student and of the control (same epochs, lr, seed)."""
+    dc = cfg.distill
+    return dataclasses.replace(cfg.train, epochs=dc.epochs or cfg.train.epochs, lr=dc.lr or cfg.train.lr)
+
+
+def cache_folder(cfg: ExperimentConfig) -> Path:
+    """One teacher cache per run and view set (every student of the run shares it)."""
+    views = views_for(cfg.distill, cfg.train.seed)
+    name = "teacher-cache" if views is None else f"teacher-cache-views{views.count}"
+    return student_dir(cfg, "paper") / name
 
 
 @locks_run
@@ -66,21 +191,29 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     if not init.exists():
         raise CheckpointError(f"{init}: the student starts from a model trained on labels; train member 0 first (udistill train-teacher --member 0)")
     base, _ = load_model(init, expect=model_cfg, num_classes=num_classes, heads="prediction")
+    recipe = resolve_recipe(dc)
     torch.manual_seed(cfg.train.seed)  # the new uncertainty head: same init on every (re)run
     student = to_student(base, student_heads(model_cfg))
     ensemble = Ensemble.from_run(cfg.out_dir, temperature=dc.temperature, members=cfg.teacher.members).to(dev)
-    tcfg = dataclasses.replace(cfg.train, epochs=dc.epochs or cfg.train.epochs, lr=dc.lr or cfg.train.lr)
+    tcfg = student_train_config(cfg)
+    views = views_for(dc, cfg.train.seed)
     targets = None
     augment = get_recipe(tcfg.augment)
     if dc.targets == "cached":
-        # one cache for every student of the run (it depends on the ensemble and data only)
-        targets = build_cache(ensemble, train_set, student_dir(cfg, "paper") / "teacher-cache", device=dev, progress=tcfg.progress)
+        # one cache for every student of the run (it depends on the ensemble, data and views only)
+        source = train_set if views is None else ViewDataset(train_set, views)
+        targets = build_cache(ensemble, source, cache_folder(cfg), device=dev, progress=tcfg.progress)
         if augment.photometric != "none":
-            # cached maps describe the clean image: keep only the geometric part
+            # cached maps describe the cached pixels: keep only the geometric part
             augment = dataclasses.replace(augment, photometric="none")
-        ensemble = None
     elif dc.targets != "online":
         raise ValueError(f"distill.targets must be 'cached' or 'online', got '{dc.targets}'")
+    if recipe.sigma_init == "teacher-mean":
+        init_sigma_bias(student, teacher_sigma_mean(ensemble, targets, train_set, dev))
+    elif recipe.sigma_init != "none":
+        init_sigma_bias(student, torch.full((num_classes,), float(recipe.sigma_init)))
+    if targets is not None:
+        ensemble = None
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         save_config(dataclasses.replace(cfg, model=model_cfg, train=tcfg), out / "config.yaml")
@@ -90,9 +223,42 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
         device=dev,
         augment=augment,
         targets=targets,
+        views=views,
         num_workers=cfg.data.num_workers,
-        model_meta={**data_meta(train_set), "role": "student", "distill": dataclasses.asdict(dc), "teacher_members": cfg.teacher.members,
-                    "built_from": built_from},
+        model_meta={**data_meta(train_set), "role": "student", "distill": dataclasses.asdict(dc), "recipe": dataclasses.asdict(recipe),
+                    "teacher_members": cfg.teacher.members, "built_from": built_from},
         desc="student",
     )
+    return out / MODEL_FILE
+
+
+@locks_run
+def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
+    """The CE-only control: member 0 trained on labels alone for the student's epochs, lr
+    and views, into ``out_dir/control``. The student's gain over it is the gain of
+    distillation; its gain over member 0 is the gain of more training."""
+    out = control_dir(cfg)
+    init = provenance.init_path_of(cfg)
+    built_from = {"init": provenance.weights_digest(init),
+                  "config": provenance.digest({"train": dataclasses.asdict(student_train_config(cfg)), "views": cfg.distill.views,
+                                               "recipe": cfg.distill.recipe, "view_count": cfg.distill.view_count})}
+    if provenance.reusable(out / MODEL_FILE, built_from, "control"):
+        return out / MODEL_FILE
+    if not init.exists():
+        raise CheckpointError(f"{init}: the control starts from member 0; train it first (udistill train-teacher --member 0)")
+    dev = resolve_device(device or cfg.device)
+    train_set = dataset_for(cfg.data, "train")
+    val_set = dataset_for(cfg.data, "val")
+    model, _ = load_model(init, expect=cfg.model, num_classes=train_set.scheme.num_classes, heads="prediction")
+    tcfg = student_train_config(cfg)
+    views = views_for(cfg.distill, cfg.train.seed)
+    augment = get_recipe(tcfg.augment)
+    if views is not None and augment.photometric != "none":
+        augment = dataclasses.replace(augment, photometric="none")  # as the student: views, then geometry
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(dataclasses.replace(cfg, train=tcfg), out / "config.yaml")
+    fit(model, train_set, val_set, tcfg, out, train_set.scheme.num_classes, device=dev, augment=augment, views=views,
+        num_workers=cfg.data.num_workers,
+        model_meta={**data_meta(train_set), "role": "control", "built_from": built_from}, desc="control")
     return out / MODEL_FILE

@@ -1,30 +1,30 @@
-"""Evaluation: the paper's tables and figures with honest baselines, in bounded memory.
+"""Evaluation: every predictor and every uncertainty method of :mod:`udistill.methods` on
+the same images, at the same resolution, in one pass per data set, in bounded memory.
 
-One pass over each data set runs every method on every batch and feeds streamed
-accumulators (confusion matrices, 4096-bin score histograms, a 2-D sigma histogram, a
-correlation meter); only per-image scores (a few floats per image) and a handful of
-example images are kept. Methods and the prediction each one's uncertainty is judged
-against (wrong pixel = positive):
+What is compared with what (the rules the tables follow):
 
-=================  =============================================  ==================
-key                uncertainty map                                prediction
-=================  =============================================  ==================
-baseline_msp       1 - max softmax                                baseline
-baseline_entropy   entropy / log C                                baseline
-mc_dropout         mean over classes of the std of T dropout runs mean of the T runs
-ensemble_std       mean over classes of Sigma (teacher U)         ensemble mean
-ensemble_mi        mutual information / log C                     ensemble mean
-student_sigma      U = mean over classes of sigma (the paper's)   student
-student_msp        1 - max softmax of the student                 student
-=================  =============================================  ==================
+- **per predictor** (baseline, MC dropout, ensemble, student(s), CE-only control): mIoU,
+  error rate and the calibration of its probabilities (ECE, adaptive ECE, Brier, NLL);
+- **per method, against its own predictor's errors** (``pixel``): AUROC, AUPR, AUPR / error
+  rate, FPR95, AURC and E-AURC. Different predictors make different errors, so only rows of
+  one predictor are directly comparable (AUPR's chance level is the error rate); E-AURC is
+  the number meant for comparing across predictors;
+- **per method, against the student's errors** (``pixel_student_errors``): every score ranks
+  the *same* wrong pixels (those of the deployed student), so every row is comparable;
+- **image level**: per shift, per method and image score, OOD AUROC / FPR95 of the shifted
+  images against the in-distribution test images, and the operating point of each student's
+  stored alarm (``udistill calibrate``; evaluation never writes checkpoints).
+
+The evaluated teacher uses T = 1 (``distill.temperature`` only shapes the distillation
+targets). Pixel scores are binned log-spaced (:class:`~udistill.metrics.BinnedPixelMetrics`),
+where the small uncertainties of confident models live.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,60 +32,66 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import ExperimentConfig, save_config, to_dict
-from .data.from_config import ShiftSpec, dataset_for, parse_shifts
+from .data.from_config import dataset_for, parse_shifts
 from .data.labels import IGNORE_INDEX, SCHEMES, map_probabilities
-from .distill import student_dir
-from .ensemble import Ensemble, RunningMoments, _entropy, member_dir
+from .distill import control_dir, student_dir
+from .ensemble import Ensemble, member_dir
 from .errors import CheckpointError
 from .io import atomic_write_json
-from .metrics import (
-    IMAGE_SCORES,
-    BinnedPixelMetrics,
-    ConfusionMatrix,
-    CorrelationMeter,
-    SigmaHistogram2D,
-    image_scores,
-    ood_metrics,
-    threshold_at_false_alarm,
-)
-from .models.build import SegmentationModel, enable_dropout
-from .models.checkpoint import load_model, save_model
+from .mc_dropout import MCDropout, mc_dropout_rate
+from .methods import PRIMARY, Method, PredictorOutput, method_maps, methods_for
+from .metrics import IMAGE_SCORES, BinnedPixelMetrics, ConfusionMatrix, CorrelationMeter, SigmaHistogram2D, image_scores, ood_metrics
+from .metrics.calibration import PredictorCalibration
+from .models.build import SegmentationModel
+from .models.checkpoint import load_model
 from .train.loop import MODEL_FILE, resolve_device
 
-METHODS = ("baseline_msp", "baseline_entropy", "mc_dropout", "ensemble_std", "ensemble_mi", "student_sigma", "student_msp")
-PREDICTOR = {
-    "baseline_msp": "baseline", "baseline_entropy": "baseline", "mc_dropout": "mc_dropout",
-    "ensemble_std": "teacher", "ensemble_mi": "teacher", "student_sigma": "student", "student_msp": "student",
-}
-MODELS = ("baseline", "teacher", "student", "mc_dropout")
-LIGHT_METHODS = ("student_light_sigma", "student_light_msp")
-PREDICTOR.update({"student_light_sigma": "student_light", "student_light_msp": "student_light"})
+# the method keys of the always-present predictors (earlier releases exported this name)
+METHODS = tuple(m.key for m in methods_for(("baseline", "mc_dropout", "teacher", "student")))
+PIXEL_KEYS = ("predictor", "auroc", "aupr", "aupr_over_error_rate", "fpr95", "aurc", "eaurc", "error_rate", "clamped", "below_floor")
+SCORE_FLOOR = 1e-6  # log binning resolves scores down to this (see metrics/pixel.py)
 
 
 @dataclass
-class Bundle:
-    """Everything evaluated: the baseline (member 0), the ensemble, the student."""
+class EvaluatedModels:
+    """Everything evaluated: baseline (member 0), MC dropout of it, the ensemble, the
+    student(s) and, when trained, the CE-only control."""
 
     baseline: SegmentationModel
     ensemble: Ensemble
     student: SegmentationModel
     scheme: str
     classes: list[str]
-    mc_samples: int = 10
+    mc: MCDropout | None = None
     student_meta: dict = field(default_factory=dict)
     student_path: Path | None = None
     student_light: SegmentationModel | None = None
+    light_meta: dict = field(default_factory=dict)
+    control: SegmentationModel | None = None
 
     @property
-    def methods(self) -> tuple[str, ...]:
-        return METHODS + (LIGHT_METHODS if self.student_light is not None else ())
+    def predictors(self) -> tuple[str, ...]:
+        have = {"baseline": True, "mc_dropout": self.mc is not None, "teacher": True, "student": True,
+                "student_light": self.student_light is not None, "control": self.control is not None}
+        return tuple(p for p, ok in have.items() if ok)
 
     @property
-    def models(self) -> tuple[str, ...]:
-        return MODELS + (("student_light",) if self.student_light is not None else ())
+    def methods(self) -> tuple[Method, ...]:
+        return methods_for(self.predictors)
+
+    @property
+    def alarms(self) -> dict[str, dict]:
+        """The stored OOD alarm of each student (``udistill calibrate``), if calibrated."""
+        out = {"student": self.student_meta.get("ood")}
+        if self.student_light is not None:
+            out["student_light"] = self.light_meta.get("ood")
+        return {k: v for k, v in out.items() if v}
 
 
-def load_bundle(cfg: ExperimentConfig, device) -> Bundle:
+Bundle = EvaluatedModels  # the name of earlier releases
+
+
+def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
     run = Path(cfg.out_dir)
     baseline_path = member_dir(run, 0) / MODEL_FILE
     spath = student_dir(cfg) / MODEL_FILE
@@ -94,99 +100,102 @@ def load_bundle(cfg: ExperimentConfig, device) -> Bundle:
             raise CheckpointError(f"{p}: {what} not found; run the earlier stages first (udistill experiment)")
     # checkpoints must fit the config and each other (member 0 of another run/architecture is refused)
     student, smeta = load_model(spath, expect=cfg.model, map_location=device)
-    baseline, bmeta = load_model(baseline_path, expect=cfg.model, num_classes=student.num_classes, heads="prediction", map_location=device)
-    ensemble = Ensemble.from_run(run, temperature=cfg.distill.temperature, members=cfg.teacher.members).to(device)
-    light = None
+    n = student.num_classes
+    baseline, bmeta = load_model(baseline_path, expect=cfg.model, num_classes=n, heads="prediction", map_location=device)
+    ensemble = Ensemble.from_run(run, temperature=1.0, members=cfg.teacher.members).to(device)
+    rate = mc_dropout_rate(cfg.model.dropout, cfg.evaluate.mc_dropout)
+    mc = MCDropout(baseline, rate, cfg.evaluate.mc_samples, cfg.evaluate.mc_seed) if cfg.evaluate.mc_samples >= 2 and rate > 0 else None
+    light, lmeta = None, {}
     lpath = student_dir(cfg, "light") / MODEL_FILE
     if cfg.model.uncertainty_head == "paper" and lpath.exists():
-        light, _ = load_model(lpath, expect=cfg.model, num_classes=student.num_classes, heads="prediction+uncertainty-light", map_location=device)
-    return Bundle(baseline, ensemble, student, bmeta.get("label_scheme", "camvid11"), list(bmeta.get("classes", [])),
-                  cfg.evaluate.mc_samples, smeta, spath, light)
+        light, lmeta = load_model(lpath, expect=cfg.model, num_classes=n, heads="prediction+uncertainty-light", map_location=device)
+    control = None
+    cpath = control_dir(cfg) / MODEL_FILE
+    if cpath.exists():
+        control, _ = load_model(cpath, expect=cfg.model, num_classes=n, heads="prediction", map_location=device)
+    for m in (baseline, student, light, control):
+        if m is not None:
+            m.eval()
+    return EvaluatedModels(baseline, ensemble, student, bmeta.get("label_scheme", "camvid11"), list(bmeta.get("classes", [])),
+                           mc, smeta, spath, light, lmeta, control)
+
+
+load_bundle = load_models
 
 
 @torch.no_grad()
-def run_methods(b: Bundle, images: torch.Tensor, data_scheme: str | None = None) -> tuple[dict, dict, dict]:
-    """All methods on one batch. Returns (probabilities per model in the data's label space,
-    uncertainty maps per method (N, H, W) in [0, 1], teacher and student predictions in the
-    model's own classes (for per-class uncertainty))."""
-    c = b.baseline.num_classes
-    log_c = math.log(c)
-    pb = torch.softmax(b.baseline(images).logits.float(), 1)
-    ens = b.ensemble(images)
-    so = b.student(images)
-    ps = torch.softmax(so.logits.float(), 1)
-    mc_model = b.baseline
-    was_training = mc_model.training
-    enable_dropout(mc_model)
-    mom = RunningMoments()
-    for _ in range(b.mc_samples):
-        mom.update(torch.softmax(mc_model(images).logits.float(), 1))
-    mc_model.train(was_training)
-    mc_model.eval()
-    mc = mom.result()
-    maps = {
-        "baseline_msp": 1 - pb.max(1).values,
-        "baseline_entropy": _entropy(pb) / log_c,
-        "mc_dropout": mc.std.mean(1),
-        "ensemble_std": ens.std.mean(1),
-        "ensemble_mi": ens.mutual_info / log_c,
-        "student_sigma": so.sigma.float().mean(1),
-        "student_msp": 1 - ps.max(1).values,
-    }
-    probs = {"baseline": pb, "teacher": ens.mean, "student": ps, "mc_dropout": mc.mean}
-    if b.student_light is not None:
-        lo = b.student_light(images)
-        pl = torch.softmax(lo.logits.float(), 1)
-        probs["student_light"] = pl
-        maps["student_light_sigma"] = lo.sigma.float().mean(1)
-        maps["student_light_msp"] = 1 - pl.max(1).values
-    model_preds = {"teacher": ens.mean.argmax(1), "student": ps.argmax(1)}
-    if data_scheme and data_scheme != b.scheme:
-        probs = {k: map_probabilities(v, b.scheme, data_scheme) for k, v in probs.items()}
-    return probs, maps, model_preds
+def run_predictors(models: EvaluatedModels, images: torch.Tensor, batch_seed: int = 0) -> dict[str, PredictorOutput]:
+    """Every predictor on one batch, in the model's label space.
+
+    Shape: images (N, 3, H, W) -> PredictorOutput per predictor, probs (N, C, H, W)."""
+
+    def single(model):
+        out = model(images)
+        return PredictorOutput(torch.softmax(out.logits.float(), 1), None if out.sigma is None else out.sigma.float())
+
+    ens = models.ensemble(images)
+    outs = {"baseline": single(models.baseline), "teacher": PredictorOutput(ens.mean, ens.std, ens.mutual_info),
+            "student": single(models.student)}
+    if models.mc is not None:
+        outs["mc_dropout"] = models.mc(images, seed=models.mc.seed * 1_000_003 + batch_seed)
+    if models.student_light is not None:
+        outs["student_light"] = single(models.student_light)
+    if models.control is not None:
+        outs["control"] = single(models.control)
+    return outs
 
 
 class SetAccumulator:
-    """Streams one data set: confusion matrices, per-image scores, and (in-distribution only)
-    the pixel metrics, Fig 3 histogram, agreement and per-class uncertainty."""
+    """Streams one data set: confusion matrices and calibration per predictor, image scores
+    per method, and (in distribution only) the pixel metrics, Fig 3 histogram, agreement and
+    per-class uncertainty."""
 
     def __init__(self, num_classes: int, model_classes: int, pixel: bool, bins: int, examples: int,
-                 methods: tuple[str, ...] = METHODS, models: tuple[str, ...] = MODELS):
-        self.methods, self.models = methods, models
-        self.cm = {m: ConfusionMatrix(num_classes) for m in models}
-        self.scores = {m: {s: [] for s in IMAGE_SCORES} for m in methods}
+                 methods: tuple[Method, ...], predictors: tuple[str, ...]):
+        self.methods, self.predictors = methods, predictors
+        self.cm = {p: ConfusionMatrix(num_classes) for p in predictors}
+        self.calib = {p: PredictorCalibration() for p in predictors}
+        self.scores = {m.key: {s: [] for s in IMAGE_SCORES} for m in methods}
         self.names: list[str] = []
-        self.pixel = {m: BinnedPixelMetrics(bins=bins) for m in methods} if pixel else None
+
+        def binned():
+            return BinnedPixelMetrics(bins=bins, spacing="log", floor=SCORE_FLOOR)
+
+        self.pixel = {m.key: binned() for m in methods} if pixel else None
+        self.pixel_student = {m.key: binned() for m in methods} if pixel else None
         self.sigma2d = SigmaHistogram2D(high=0.25) if pixel else None
         self.agree = CorrelationMeter() if pixel else None
-        self.unc_sum = {k: torch.zeros(model_classes, dtype=torch.float64) for k in ("teacher", "student")}
-        self.unc_cnt = {k: torch.zeros(model_classes, dtype=torch.float64) for k in ("teacher", "student")}
+        self.unc_who = tuple(p for p in ("teacher", "student", "student_light") if p in predictors)
+        self.unc_sum = {k: torch.zeros(model_classes, dtype=torch.float64) for k in self.unc_who}
+        self.unc_cnt = {k: torch.zeros(model_classes, dtype=torch.float64) for k in self.unc_who}
         self.examples: list[dict] = []
         self.max_examples = examples
 
     def update(self, batch: dict, probs: dict, maps: dict, model_preds: dict) -> None:
+        """probs: per predictor in the data's label space (N, C', H, W); maps: per method (N, H, W);
+        model_preds: per predictor, argmax in the model's own classes (N, H, W)."""
         target = batch["label"]
-        preds = {m: p.argmax(1).cpu() for m, p in probs.items()}
-        for m in self.models:
-            self.cm[m].update(preds[m], target)
-        maps_cpu = {k: v.float().cpu() for k, v in maps.items()}
+        preds = {p: probs[p].argmax(1) for p in self.predictors}
+        for p in self.predictors:
+            self.cm[p].update(preds[p], target)
+            self.calib[p].update(probs[p], target)
+        maps = {k: v.float().cpu() for k, v in maps.items()}
         for i in range(target.shape[0]):
             self.names.append(batch["name"][i])
             for m in self.methods:
-                for s, v in image_scores(maps_cpu[m][i]).items():
-                    self.scores[m][s].append(v)
+                for s, v in image_scores(maps[m.key][i]).items():
+                    self.scores[m.key][s].append(v)
         valid = target != IGNORE_INDEX
         if self.pixel is not None:
+            wrong_student = preds["student"] != target
             for m in self.methods:
-                p = probs[PREDICTOR[m]].cpu()
-                wrong = preds[PREDICTOR[m]] != target
-                self.pixel[m].update(maps_cpu[m], wrong, confidence=p.max(1).values, probs=p, target=target)
-            wrong_s = preds["student"] != target
-            self.sigma2d.update(maps_cpu["ensemble_std"], maps_cpu["student_sigma"], wrong_s, valid=valid)
-            self.agree.update(maps_cpu["student_sigma"], maps_cpu["ensemble_std"], cls=target, valid=valid)
-        for who, key in (("teacher", "ensemble_std"), ("student", "student_sigma")):
+                self.pixel[m.key].update(maps[m.key], preds[m.predictor] != target, target=target)
+                self.pixel_student[m.key].update(maps[m.key], wrong_student, target=target)
+            self.sigma2d.update(maps["ensemble_std"], maps["student_sigma"], wrong_student, valid=valid)
+            self.agree.update(maps["student_sigma"], maps["ensemble_std"], cls=target, valid=valid)
+        for who in self.unc_who:
             pred = model_preds[who].cpu().flatten()
-            u = maps_cpu[key].double().flatten()
+            u = maps[PRIMARY[who]].double().flatten()
             self.unc_sum[who] += torch.bincount(pred, weights=u, minlength=self.unc_sum[who].numel())
             self.unc_cnt[who] += torch.bincount(pred, minlength=self.unc_cnt[who].numel()).double()
         for i in range(target.shape[0]):
@@ -196,13 +205,14 @@ class SetAccumulator:
                 "image": batch["image"][i].permute(1, 2, 0).numpy(),
                 "label": target[i].numpy(),
                 "pred": preds["student"][i].numpy(),
-                "uncertainty": maps_cpu["student_sigma"][i].numpy(),
+                "uncertainty": maps["student_sigma"][i].numpy(),
                 "title": batch["name"][i],
             })
 
 
-def evaluate_set(b: Bundle, dataset, device, acc: SetAccumulator, batch_size: int, max_images: int | None, desc: str, progress: bool = True) -> SetAccumulator:
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+def evaluate_set(models: EvaluatedModels, dataset, device, acc: SetAccumulator, batch_size: int, max_images: int | None,
+                 desc: str, progress: bool = True, num_workers: int = 0) -> SetAccumulator:
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     data_scheme = dataset.scheme.name if hasattr(dataset, "scheme") else None
     seen = 0
     it = loader
@@ -210,11 +220,16 @@ def evaluate_set(b: Bundle, dataset, device, acc: SetAccumulator, batch_size: in
         from tqdm.auto import tqdm
 
         it = tqdm(loader, desc=f"evaluate {desc}", leave=False, dynamic_ncols=True)
-    for batch in it:
+    for b, batch in enumerate(it):
         if max_images is not None and seen >= max_images:
             break
         images = batch["image"].to(device)
-        probs, maps, model_preds = run_methods(b, images, data_scheme)
+        outs = run_predictors(models, images, batch_seed=b)
+        maps = method_maps(outs, models.methods)
+        probs = {p: o.probs for p, o in outs.items()}
+        model_preds = {p: o.probs.argmax(1) for p, o in outs.items()}
+        if data_scheme and data_scheme != models.scheme:
+            probs = {k: map_probabilities(v, models.scheme, data_scheme) for k, v in probs.items()}
         acc.update(batch, {k: v.cpu() for k, v in probs.items()}, maps, model_preds)
         seen += images.shape[0]
     return acc
@@ -231,8 +246,8 @@ def _nan_to_none(x):
 
 
 @torch.no_grad()
-def measure_latency(b: Bundle, size: tuple[int, int], device, repeats: int = 10) -> dict:
-    """Median batch-1 latency (ms) of baseline, student and ensemble at ``size`` (eager)."""
+def measure_latency(models: EvaluatedModels, size: tuple[int, int], device, repeats: int = 10) -> dict:
+    """Median batch-1 latency (ms) of every predictor at ``size`` (eager PyTorch)."""
     x = torch.rand(1, 3, *size, device=device)
 
     def timed(fn):
@@ -248,9 +263,11 @@ def measure_latency(b: Bundle, size: tuple[int, int], device, repeats: int = 10)
             times.append((time.perf_counter() - t0) * 1000)
         return float(np.median(times))
 
-    lat = {"baseline": timed(b.baseline), "student": timed(b.student), "ensemble": timed(b.ensemble)}
-    if b.student_light is not None:
-        lat["student_light"] = timed(b.student_light)
+    lat = {"baseline": timed(models.baseline), "student": timed(models.student), "ensemble": timed(models.ensemble)}
+    if models.mc is not None:
+        lat["mc_dropout"] = timed(models.mc)
+    if models.student_light is not None:
+        lat["student_light"] = timed(models.student_light)
         lat["student_light_over_baseline"] = lat["student_light"] / lat["baseline"]
     lat["student_over_baseline"] = lat["student"] / lat["baseline"]
     lat["ensemble_over_student"] = lat["ensemble"] / lat["student"]
@@ -259,89 +276,130 @@ def measure_latency(b: Bundle, size: tuple[int, int], device, repeats: int = 10)
 
 
 def summarise(acc: SetAccumulator) -> dict:
-    res = {m: acc.cm[m].compute() for m in acc.models}
+    res = {p: acc.cm[p].compute() for p in acc.predictors}
     return {
-        "miou": {m: res[m]["miou"] for m in acc.models},
-        "per_class_iou": {m: res[m]["per_class_iou"] for m in acc.models},
-        "pixel_accuracy": {m: res[m]["pixel_accuracy"] for m in acc.models},
+        "miou": {p: res[p]["miou"] for p in acc.predictors},
+        "per_class_iou": {p: res[p]["per_class_iou"] for p in acc.predictors},
+        "pixel_accuracy": {p: res[p]["pixel_accuracy"] for p in acc.predictors},
     }
+
+
+def predictor_table(acc: SetAccumulator) -> dict:
+    """Per predictor: mIoU, error rate and the calibration of its probabilities."""
+    out = {}
+    for p in acc.predictors:
+        c = acc.calib[p].compute()
+        out[p] = {"miou": acc.cm[p].compute()["miou"], **{k: c[k] for k in ("error_rate", "ece", "ece_adaptive", "brier", "nll")}}
+    return out
+
+
+def pixel_results(acc: SetAccumulator, predictors: dict) -> tuple[dict, dict, dict]:
+    """(pixel, pixel_student_errors, curves) from an in-distribution accumulator."""
+    pixel, vs_student, curves = {}, {}, {}
+    for m in acc.methods:
+        own = acc.pixel[m.key].compute()
+        stu = acc.pixel_student[m.key].compute()
+        pred = predictors[m.predictor]
+        own["predictor"] = stu["predictor"] = m.predictor
+        # ECE and Brier belong to the predictor; kept under every method for older readers
+        pixel[m.key] = {**{k: own[k] for k in PIXEL_KEYS}, "ece": pred["ece"], "brier": pred["brier"]}
+        vs_student[m.key] = {k: stu[k] for k in PIXEL_KEYS}
+        curves[m.key] = {"risk_coverage": own["risk_coverage"], "roc": own["roc"], "histogram": own["histogram"],
+                         "reliability": acc.calib[m.predictor].compute()["reliability"]}
+    return pixel, vs_student, curves
+
+
+def operating_points(alarms: dict, in_scores: dict, shifted: dict) -> dict:
+    """False-alarm rate on the in-distribution test images and detection rate on the shifted
+    ones at each student's stored threshold (flag when score > threshold)."""
+    out = {}
+    for who, alarm in alarms.items():
+        key = PRIMARY[who]
+        sc, thr = alarm["score"], alarm["thresholds"][alarm["score"]]
+        out[who] = {
+            "score": sc, "threshold": thr, "calibration_false_alarm_rate": alarm["false_alarm_rate"],
+            "false_alarm_rate": float(np.mean(np.asarray(in_scores[key][sc]) > thr)),
+            "detection_rate": float(np.mean(np.asarray(shifted[key][sc]) > thr)),
+        }
+    return out
+
+
+def agreement_results(acc: SetAccumulator) -> dict:
+    agree = acc.agree.compute()
+    agree["scale_ratio_by_decile"] = acc.agree.ratio_by_decile()
+    agree["binned_means"] = acc.agree.binned_means()
+    return agree
 
 
 def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: bool = True) -> Path:
     """Evaluate the run in ``cfg.out_dir``; writes ``evaluation/`` with results.json and the report."""
+    from .calibration import test_sets
+    from .report.headline import headline_rows
     from .report.pipeline import write_figures_and_report
 
     dev = resolve_device(device or cfg.device)
     out = Path(cfg.out_dir) / "evaluation"
-    b = load_bundle(cfg, dev)  # first: a bad checkpoint leaves no evaluation/ folder behind
+    models = load_models(cfg, dev)  # first: a bad checkpoint leaves no evaluation/ folder behind
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     ec = cfg.evaluate
-    test_set = dataset_for(cfg.data, "test")
-    n_model = b.baseline.num_classes
-    n_data = test_set.scheme.num_classes
-    acc_in = evaluate_set(b, test_set, dev, SetAccumulator(n_data, n_model, True, ec.bins, ec.examples, b.methods, b.models), ec.batch_size, ec.max_images, "test", progress)
-    results: dict = {"classes": list(test_set.scheme.classes), "label_scheme": test_set.scheme.name, "model_label_scheme": b.scheme}
+    sets = test_sets(cfg)
+    test_set = sets["in-distribution"]
+    n_model = models.baseline.num_classes
+    methods, predictors = models.methods, models.predictors
+
+    def accumulate(ds, pixel: bool, desc: str) -> SetAccumulator:
+        acc = SetAccumulator(ds.scheme.num_classes, n_model, pixel, ec.bins, ec.examples, methods, predictors)
+        return evaluate_set(models, ds, dev, acc, ec.batch_size, ec.max_images, desc, progress, cfg.data.num_workers)
+
+    acc_in = accumulate(test_set, True, "test")
+    results: dict = {"classes": list(test_set.scheme.classes), "label_scheme": test_set.scheme.name, "model_label_scheme": models.scheme,
+                     "images": len(acc_in.names), "methods": {m.key: {"predictor": m.predictor, "score": m.score, "label": m.label} for m in methods}}
     results.update(summarise(acc_in))
+    results["predictors"] = predictor_table(acc_in)
     results["per_class_uncertainty"] = {
         who: (acc_in.unc_sum[who] / acc_in.unc_cnt[who].clamp_min(1)).where(acc_in.unc_cnt[who] > 0, torch.tensor(float("nan"), dtype=torch.float64)).tolist()
-        for who in ("teacher", "student")
+        for who in acc_in.unc_who
     }
-    results["mean_uncertainty"] = {
-        "teacher": float(np.mean(acc_in.scores["ensemble_std"]["mean"])),
-        "student": float(np.mean(acc_in.scores["student_sigma"]["mean"])),
-    }
-    pixel = {m: acc_in.pixel[m].compute() for m in b.methods}
-    results["pixel"] = {m: {k: pixel[m][k] for k in ("auroc", "aupr", "fpr95", "ece", "brier", "aurc")} for m in b.methods}
-    results["curves"] = {m: {k: pixel[m][k] for k in ("risk_coverage", "roc", "histogram", "reliability")} for m in b.methods}
-    agree = acc_in.agree.compute()
-    results["agreement"] = agree
+    results["mean_uncertainty"] = {who: float(np.mean(acc_in.scores[PRIMARY[who]]["mean"])) for who in acc_in.unc_who}
+    results["pixel"], results["pixel_student_errors"], results["curves"] = pixel_results(acc_in, results["predictors"])
+    results["agreement"] = agreement_results(acc_in)
     results["sigma_hist2d"] = acc_in.sigma2d.compute()
     image_scores_by_set = {"in-distribution": acc_in.scores}
     examples = {"in-distribution": acc_in.examples}
+    alarms = models.alarms
+    if alarms:
+        cal_name = next(iter(alarms.values())).get("calibration_set")
+        results["alarm"] = {who: {k: a.get(k) for k in ("score", "false_alarm_rate", "thresholds", "images", "calibration_set", "selection")}
+                            for who, a in alarms.items()}
+        results["alarm_calibration_set"] = cal_name
     results["shifts"] = {}
     for spec in parse_shifts(cfg.data):
-        ds = dataset_for(cfg.data, "test", shift=spec)
-        acc = evaluate_set(b, ds, dev, SetAccumulator(ds.scheme.num_classes, n_model, False, ec.bins, ec.examples, b.methods, b.models), ec.batch_size, ec.max_images, spec.name, progress)
+        acc = accumulate(sets[spec.name], False, spec.name)
         s = summarise(acc)
-        ood = {m: {sc: ood_metrics(acc_in.scores[m][sc], acc.scores[m][sc]) for sc in IMAGE_SCORES} for m in b.methods}
-        results["shifts"][spec.name] = {
+        ood = {m.key: {sc: ood_metrics(acc_in.scores[m.key][sc], acc.scores[m.key][sc]) for sc in IMAGE_SCORES} for m in methods}
+        entry = {
             "miou": s["miou"],
             "per_class_iou": s["per_class_iou"],
             "images": len(acc.names),
+            "predictors": predictor_table(acc),
             "ood": {m: {sc: {"auroc": v["auroc"], "fpr95": v["fpr95"]} for sc, v in d.items()} for m, d in ood.items()},
             "roc": {sc: ood["student_sigma"][sc]["roc"] for sc in IMAGE_SCORES},
         }
+        ops = operating_points(alarms, acc_in.scores, acc.scores)
+        if ops:
+            entry["operating_points"] = ops
+            entry["operating_point"] = ops.get("student") or next(iter(ops.values()))
+        results["shifts"][spec.name] = entry
         image_scores_by_set[spec.name] = acc.scores
         examples[spec.name] = acc.examples
-    results["image_scores"] = {name: {m: sc for m, sc in d.items() if m in ("student_sigma", "ensemble_std", "baseline_msp")} for name, d in image_scores_by_set.items()}
-    results["ood_threshold"] = calibrate_threshold(cfg, b, dev, progress)
-    results["latency_ms"] = measure_latency(b, tuple(test_set[0]["image"].shape[-2:]), dev)
+    keep = ("student_sigma", "ensemble_std", "baseline_msp", "student_light_sigma")
+    results["image_scores"] = {name: {m: sc for m, sc in d.items() if m in keep} for name, d in image_scores_by_set.items()}
+    results["ood_threshold"] = alarms.get("student")  # the stored alarm (read, never written here)
+    results["latency_ms"] = measure_latency(models, tuple(test_set[0]["image"].shape[-2:]), dev)
+    results["headline"] = headline_rows(results)
     results["config"] = to_dict(cfg)
     results = _nan_to_none(results)
     atomic_write_json(out / "results.json", results)
     write_figures_and_report(results, examples, out, SCHEMES[test_set.scheme.name].colors)
     return out
-
-
-def calibrate_threshold(cfg: ExperimentConfig, b: Bundle, device, progress: bool = True) -> dict:
-    """Image-score thresholds at the configured false-alarm rate on in-distribution validation
-    images; stored in the student checkpoint's metadata for ``udistill predict``."""
-    ec = cfg.evaluate
-    val_set = dataset_for(cfg.data, "val")
-    scores = {s: [] for s in IMAGE_SCORES}
-    loader = DataLoader(val_set, batch_size=ec.batch_size, shuffle=False)
-    with torch.no_grad():
-        for batch in loader:
-            u = b.student(batch["image"].to(device)).sigma.float().mean(1).cpu()
-            for i in range(u.shape[0]):
-                for s, v in image_scores(u[i]).items():
-                    scores[s].append(v)
-    thresholds = {s: threshold_at_false_alarm(v, ec.false_alarm_rate) for s, v in scores.items()}
-    calib = {"score": "median_plus_min_over_max", "false_alarm_rate": ec.false_alarm_rate, "thresholds": thresholds, "images": len(scores["min"])}
-    if b.student_path is not None:
-        meta = dict(b.student_meta)
-        meta["ood"] = calib
-        keep = {k: v for k, v in meta.items() if k not in ("format", "model", "heads", "num_classes", "normalisation")}
-        save_model(b.student, b.student_path, **keep)
-    return calib

@@ -87,7 +87,8 @@ def run_experiment(cfg: ExperimentConfig, device: str | None = None, progress: b
     """Run every stage (finished ones are skipped, stale ones rebuilt); returns the results dict."""
     import json
 
-    from .distill import run_distill
+    from .calibration import run_calibration
+    from .distill import run_control, run_distill
     from .evaluate import run_evaluation
     from .teacher import train_member
 
@@ -103,7 +104,12 @@ def run_experiment(cfg: ExperimentConfig, device: str | None = None, progress: b
     if cfg.distill.light_student and cfg.model.uncertainty_head != "light":
         log("[student] distilling the light-head student for comparison")
         run_distill(cfg, device, heads="light")
-    log("[evaluate] baseline, teacher, student on the test set and every shift")
+    if cfg.distill.control:
+        log("[control] member 0 trained on labels alone for the student's epochs")
+        run_control(cfg, device)
+    log("[calibrate] OOD alarm of every student on the calibration set (score chosen on validation shifts)")
+    run_calibration(cfg, device)
+    log("[evaluate] every predictor and method on the test set and every shift")
     ev = run_evaluation(cfg, device, progress=progress)
     results = json.loads((ev / "results.json").read_text())
     log(summary_table(results))
@@ -111,22 +117,18 @@ def run_experiment(cfg: ExperimentConfig, device: str | None = None, progress: b
     return results
 
 
-def _f(x, digits=3) -> str:
-    return "  -  " if x is None else f"{x:.{digits}f}"
-
-
 def summary_table(results: dict) -> str:
-    """The short table the demo prints."""
-    lines = []
-    mi = results["miou"]
-    lines.append("mIoU (in-distribution test): " + "  ".join(f"{k} {_f(mi[k])}" for k in ("baseline", "teacher", "student")))
-    lines.append("misclassification AUROC:     " + "  ".join(f"{m} {_f(v['auroc'])}" for m, v in results["pixel"].items()))
+    """The short table the demo prints: the report's headline, then mIoU per shift."""
+    from .report.headline import headline_rows, headline_text
+
+    lines = [headline_text(results.get("headline") or headline_rows(results))]
+    preds = [p for p in ("baseline", "control", "teacher", "student", "student_light") if p in results["miou"]]
+
+    def f(x):
+        return "  -  " if x is None else f"{x:.3f}"
+
+    lines.append("mIoU " + "/".join(preds) + ":")
+    lines.append(f"  {'in-distribution':<16} " + " ".join(f(results['miou'][p]) for p in preds))
     for name, s in results.get("shifts", {}).items():
-        o = s["ood"]["student_sigma"]["median_plus_min_over_max"]
-        lines.append(f"shift {name:<10} mIoU b/t/s {_f(s['miou']['baseline'])}/{_f(s['miou']['teacher'])}/{_f(s['miou']['student'])}"
-                     f"  OOD AUROC (median+min)/max {_f(o['auroc'])}")
-    lat = results.get("latency_ms")
-    if lat:
-        lines.append(f"latency (batch 1, {lat['size'][0]}x{lat['size'][1]}): baseline {lat['baseline']:.1f} ms, student {lat['student']:.1f} ms, "
-                     f"ensemble {lat['ensemble']:.1f} ms; student/baseline {lat['student_over_baseline']:.2f}x, ensemble/student {lat['ensemble_over_student']:.2f}x")
+        lines.append(f"  {name:<16} " + " ".join(f(s['miou'].get(p)) for p in preds))
     return "\n".join(lines)

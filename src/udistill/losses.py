@@ -28,6 +28,7 @@ def distillation_loss(
     temperature: float = 1.0,
     alpha: float = 0.1,
     beta: float = 1.1,
+    sigma_loss: str = "mse",
 ) -> DistillationLoss:
     """L_total = T^2 * KL(M || softmax(z / T)) + alpha * CE(z, y) + beta * MSE(sigma, Sigma)  (eq. 4).
 
@@ -44,6 +45,9 @@ def distillation_loss(
       averaged over labelled pixels only (255 ignored). It uses T = 1.
     - eq. 7 (uncertainty): mean squared error between the sigmoid uncertainty output and the
       ensemble's population std Sigma, averaged over all C*H*W elements (and the batch).
+
+    ``sigma_loss`` selects the uncertainty term (see :func:`sigma_loss_fn`): ``mse`` (eq. 7),
+    ``log-mse`` or ``sqrt-mse`` (scale-aware variants).
     """
     t = float(temperature)
     logits = student_logits.float()
@@ -55,8 +59,33 @@ def distillation_loss(
         ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
     else:
         ce = logits.sum() * 0.0
-    mse = F.mse_loss(student_sigma.float(), teacher_std.float())
+    mse = sigma_loss_fn(sigma_loss)(student_sigma.float(), teacher_std.float())
     distill = t * t * kl
     cls = alpha * ce
     unc = beta * mse
     return DistillationLoss(distill + cls + unc, distill, cls, unc)
+
+
+LOG_EPS = 1e-3  # log-mse: sigmas far below this count as equal (float16 caches hold ~1e-4)
+
+
+def sigma_loss_fn(name: str):
+    """The uncertainty term of the loss, averaged over all elements:
+
+    - ``mse``: (σ − Σ)², the paper's eq. 7. Its gradient 2(σ − Σ) vanishes where both are
+      small, so the relative scale of small uncertainties is barely learned;
+    - ``log-mse``: (log(σ + ε) − log(Σ + ε))², ε = 1e-3: every order of magnitude counts
+      the same (as DUDES's RMSLE-like term), so a student 10× too high where the teacher is
+      confident is penalised as much as one 10× too low where it is not;
+    - ``sqrt-mse``: (√σ − √Σ)², in between (the gradient grows as 1/√σ near zero).
+    """
+    if name == "mse":
+        return F.mse_loss
+    if name == "log-mse":
+        return lambda s, t: F.mse_loss(torch.log(s + LOG_EPS), torch.log(t.clamp_min(0) + LOG_EPS))
+    if name == "sqrt-mse":
+        return lambda s, t: F.mse_loss(torch.sqrt(s + 1e-8), torch.sqrt(t.clamp_min(0) + 1e-8))
+    raise ValueError(f"unknown distill.sigma_loss '{name}' (known: {', '.join(SIGMA_LOSSES)})")
+
+
+SIGMA_LOSSES = ("mse", "log-mse", "sqrt-mse")

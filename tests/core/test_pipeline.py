@@ -57,15 +57,28 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
         f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}", "teacher.members=2", "evaluate.mc_samples=2",
         "evaluate.batch_size=3",
     ])
+    from udistill.calibration import run_calibration
+
+    run_calibration(cfg)  # the alarm is fitted by calibrate (on val), evaluation only reads it
+    stamp = (run / "student" / "model.safetensors").read_bytes()
     out = run_evaluation(cfg, progress=False)
+    assert (run / "student" / "model.safetensors").read_bytes() == stamp  # evaluation never writes checkpoints
     res = json.loads((out / "results.json").read_text())
     for who in ("baseline", "teacher", "student"):
         assert 0 <= res["miou"][who] <= 1
         assert len(res["per_class_iou"][who]) == 11
     for who in ("teacher", "student"):
         assert len(res["per_class_uncertainty"][who]) == 11
-    for m in METHODS + ("student_light_sigma",):
-        assert set(res["pixel"][m]) >= {"auroc", "aupr", "fpr95", "ece", "brier", "aurc"}
+    for m in METHODS + ("student_light_sigma", "ensemble_entropy", "ensemble_msp", "student_entropy"):
+        assert set(res["pixel"][m]) >= {"auroc", "aupr", "fpr95", "ece", "brier", "aurc", "eaurc", "error_rate"}
+        assert 0 <= res["pixel_student_errors"][m]["auroc"] <= 1
+        # every method ranks the student's errors in the second table: one error rate for all
+        assert res["pixel_student_errors"][m]["error_rate"] == res["pixel_student_errors"]["student_sigma"]["error_rate"]
+    for p in ("baseline", "mc_dropout", "teacher", "student", "student_light"):
+        assert res["predictors"][p]["error_rate"] == res["pixel"][{"baseline": "baseline_msp", "mc_dropout": "mc_dropout",
+                                                                     "teacher": "ensemble_std", "student": "student_sigma",
+                                                                     "student_light": "student_light_sigma"}[p]]["error_rate"]
+    assert len(res["agreement"]["scale_ratio_by_decile"]) == 10
     assert {"pearson", "spearman"} <= set(res["agreement"])
     for shift in ("fog", "dusk"):
         assert set(res["shifts"][shift]["miou"]) >= {"baseline", "teacher", "student"}
@@ -81,6 +94,8 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
     meta = read_metadata(run / "student" / "model.safetensors")
     assert meta["ood"]["false_alarm_rate"] == 0.05
     assert set(meta["ood"]["thresholds"]) == set(IMAGE_SCORES)
+    op = res["shifts"]["fog"]["operating_point"]
+    assert op["score"] == meta["ood"]["score"] and 0 <= op["false_alarm_rate"] <= 1 and 0 <= op["detection_rate"] <= 1
 
 
 def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, capsys):

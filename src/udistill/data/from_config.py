@@ -50,29 +50,38 @@ class ShiftSpec:
     options: dict = field(default_factory=dict)
 
 
-def parse_shifts(dc: DataConfig) -> list[ShiftSpec]:
+def parse_shifts(dc: DataConfig, key: str = "shifts") -> list[ShiftSpec]:
     specs = []
-    for i, entry in enumerate(dc.shifts):
+    for i, entry in enumerate(getattr(dc, key)):
         if isinstance(entry, str):
             specs.append(ShiftSpec(name=entry, shift=entry))
         elif isinstance(entry, dict):
             unknown = set(entry) - {"name", "shift", "split", "dataset", "root", "options"}
             if unknown or "name" not in entry:
-                raise ConfigError(f"config key 'data.shifts[{i}]': needs 'name' and only shift/split/dataset/root/options (got {sorted(entry)})")
+                raise ConfigError(f"config key 'data.{key}[{i}]': needs 'name' and only shift/split/dataset/root/options (got {sorted(entry)})")
             specs.append(ShiftSpec(**{k: v for k, v in entry.items()}))
         else:
-            raise ConfigError(f"config key 'data.shifts[{i}]': expected a name or a mapping, got {entry!r}")
+            raise ConfigError(f"config key 'data.{key}[{i}]': expected a name or a mapping, got {entry!r}")
     return specs
 
 
+def parse_val_shifts(dc: DataConfig) -> list[ShiftSpec]:
+    """The validation shifts (``data.val_shifts``): built from the val role, used for choices."""
+    return parse_shifts(dc, "val_shifts")
+
+
 def dataset_for(dc: DataConfig, role: str, shift: ShiftSpec | None = None, **extra: Any):
-    """``role``: train | val | test. With ``shift`` the test role is replaced by the shift's set."""
+    """``role``: train | val | test. With ``shift`` the role's set is replaced by the shift's
+    (a ``shift=`` of it, or the split/dataset/options the shift names)."""
     split = {"train": dc.train_split, "val": dc.val_split, "test": dc.test_split}[role]
-    options = {**dc.options, **(dc.train_options if role == "train" else dc.test_options)}
+    options = {**dc.options, **(dc.train_options if role == "train" else dc.test_options), **dc.role_options.get(role, {})}
     name, root, shift_name = dc.dataset, dc.root, None
     if shift is not None:
         if shift.dataset and shift.dataset != dc.dataset:
             options = dict(dc.options)
+        elif shift.split and shift.split != split:
+            # another split of the same data set: the role's own selection does not apply
+            options = {**dc.options, **dc.test_options}
         options.update(shift.options)
         name = shift.dataset or dc.dataset
         root = shift.root or dc.root

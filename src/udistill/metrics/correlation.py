@@ -212,6 +212,40 @@ class CorrelationMeter:
             mine.offer(r.keys, r.x, r.y)
         return self
 
+    def ratio_by_decile(self, deciles: int = 10) -> list[dict]:
+        """Scale of ``x`` against ``y`` where ``y`` is small and where it is large: the pixels
+        (of the uniform sample) are split into deciles of ``y``; per decile the median of
+        ``x / y``, with the decile's ``y`` range. (x = student U, y = teacher U in evaluation:
+        a ratio of 1 means the right scale.)"""
+        x, y = self._res.x, self._res.y
+        if y.size < deciles:
+            return []
+        edges = np.quantile(y, np.linspace(0, 1, deciles + 1))
+        order = np.argsort(y, kind="stable")
+        out = []
+        for i, idx in enumerate(np.array_split(order, deciles)):
+            ratio = x[idx] / np.maximum(y[idx], 1e-12)
+            out.append({"decile": i + 1, "y_low": float(edges[i]), "y_high": float(edges[i + 1]),
+                        "median_ratio": float(np.median(ratio)), "median_x": float(np.median(x[idx])),
+                        "median_y": float(np.median(y[idx])), "n": int(idx.size)})
+        return out
+
+    def binned_means(self, bins: int = 24) -> dict:
+        """Mean ``x`` per log-spaced bin of ``y`` (from the sample), for the x-vs-y figure:
+        ``{y_edges, mean_x, mean_y, count}``."""
+        x, y = self._res.x, self._res.y
+        pos = y[y > 0]
+        if pos.size < 2 or pos.min() == pos.max():
+            return {"y_edges": [], "mean_x": [], "mean_y": [], "count": []}
+        edges = np.geomspace(max(pos.min(), 1e-8), pos.max(), bins + 1)
+        b = np.clip(np.searchsorted(edges, y, side="right") - 1, 0, bins - 1)
+        cnt = np.bincount(b, minlength=bins).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mx = np.bincount(b, weights=x, minlength=bins) / cnt
+            my = np.bincount(b, weights=y, minlength=bins) / cnt
+        f = lambda a: [None if not np.isfinite(v) else float(v) for v in a]  # noqa: E731
+        return {"y_edges": f(edges), "mean_x": f(mx), "mean_y": f(my), "count": [int(c) for c in cnt]}
+
     def compute(self) -> dict:
         """``{pearson, spearman, n, n_sampled, per_class: {id: {pearson, spearman, n}}}``;
         nan where undefined (fewer than 2 pixels or a constant input)."""

@@ -243,6 +243,10 @@ def plot_uncertainty_histograms(
     axes = np.atleast_1d(fig.subplots(1, n))
     for k, (ax, (name, h)) in enumerate(zip(axes, hists.items())):
         edges = np.asarray(h["edges"], np.float64)
+        log = h.get("scale") == "log"
+        if log:  # bin 0 starts at 0: draw it from half its upper edge on the log axis
+            edges = edges.copy()
+            edges[0] = edges[1] / 2
         neg = np.asarray(h["neg"], np.float64)
         pos = np.asarray(h["pos"], np.float64)
         neg = neg / neg.sum() if neg.sum() > 0 else neg
@@ -251,9 +255,11 @@ def plot_uncertainty_histograms(
         ax.stairs(neg, edges, color=CORRECT_COLOR, lw=1.2)
         ax.stairs(pos, edges, fill=True, color=WRONG_COLOR, alpha=0.35, label="incorrect")
         ax.stairs(pos, edges, color=WRONG_COLOR, lw=1.2)
+        if log:
+            ax.set_xscale("log")
         ax.set_xlim(edges[0], edges[-1])
         ax.set_ylim(bottom=0)
-        ax.set_xlabel(str(h.get("xlabel", "uncertainty")))
+        ax.set_xlabel(str(h.get("xlabel", "uncertainty" + (" (log scale, log-spaced bins)" if log else ""))))
         ax.set_title(f"({chr(ord('a') + k)}) {h.get('title', name)}", fontsize=10)
         ax.legend(frameon=False, fontsize=8)
     axes[0].set_ylabel("normalised frequency")
@@ -402,4 +408,33 @@ def plot_reliability(
     ax.set_title(title or "Reliability")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def plot_sigma_scale(means: Mapping[str, Any], out: str | os.PathLike, title: str | None = None) -> Path:
+    """Mean student U against mean teacher U per log-spaced bin of teacher U, with the
+    identity line: points on the line = the right scale. ``means``: the ``binned_means`` of
+    :meth:`udistill.metrics.CorrelationMeter.binned_means` (x = student, y = teacher)."""
+    mx = np.asarray([np.nan if v is None else v for v in means["mean_x"]], np.float64)
+    my = np.asarray([np.nan if v is None else v for v in means["mean_y"]], np.float64)
+    cnt = np.asarray(means["count"], np.float64)
+    ok = np.isfinite(mx) & np.isfinite(my) & (mx > 0) & (my > 0)
+    fig = _new_figure(5.0, 4.8)
+    ax = fig.subplots()
+    if ok.any():
+        lo = float(min(mx[ok].min(), my[ok].min())) / 1.5
+        hi = float(max(mx[ok].max(), my[ok].max())) * 1.5
+        ax.plot([lo, hi], [lo, hi], color="0.5", ls=":", lw=1, label="identity (same scale)")
+        sizes = 10 + 60 * cnt[ok] / cnt[ok].max()
+        ax.scatter(my[ok], mx[ok], s=sizes, color=WRONG_COLOR, alpha=0.8, label="binned mean (size = pixels)")
+        ax.plot(my[ok], mx[ok], color=WRONG_COLOR, lw=1)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("teacher U (ensemble mean Σ)")
+    ax.set_ylabel("student U (mean σ)")
+    ax.set_title(title or "Scale of the student's uncertainty")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3, which="both")
     return _save(fig, out)

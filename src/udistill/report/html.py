@@ -23,7 +23,8 @@ FIGURE_CAPTIONS = {  # by figure name (exact, or prefix before "_<shift>")
     "image_score_roc": "Fig 6 — image-level OOD ROC curves for the five image scores; (median + min) / max in blue.",
     "image_score_distributions": "Fig 7 — image uncertainty per data set; only the first is in-distribution.",
     "risk_coverage": "Risk-coverage curves: pixel error rate among the most confident pixels.",
-    "reliability": "Reliability diagram (confidence vs accuracy).",
+    "reliability": "Reliability diagram (confidence vs accuracy) per predictor.",
+    "sigma_scale": "Fig 3b — mean student U against mean teacher U per bin of teacher U (log-log); the dotted line is the same scale.",
 }
 
 _CSS = """
@@ -36,6 +37,7 @@ th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; white-spac
 thead th { background: #eef2f8; text-align: center; }
 tbody th { text-align: left; background: #fafafa; }
 .scroll { overflow-x: auto; }
+td.wrap, th.wrap { white-space: normal; text-align: left; min-width: 14em; max-width: 30em; }
 .note { color: #666; font-size: 0.85em; margin-top: 0; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
@@ -61,21 +63,15 @@ def _fig_path(spec: Any) -> Path:
 
 
 def _summary_rows(results: Mapping) -> list[tuple[str, str]]:
+    """The report's opening lines: test set, images, where the alarm was calibrated."""
     rows = []
-    miou = results.get("miou") or {}
-    for m in ("baseline", "teacher", "student"):
-        if m in miou:
-            rows.append((f"mIoU {m}", fmt(miou[m])))
-    pix = results.get("pixel") or {}
-    for m in ("student_sigma", "ensemble_std", "baseline_msp"):
-        if isinstance(pix.get(m), Mapping) and "auroc" in pix[m]:
-            rows.append((f"pixel AUROC {m}", fmt(pix[m]["auroc"])))
-    ag = results.get("agreement") or {}
-    if "pearson" in ag:
-        rows.append(("σ agreement (Pearson / Spearman)", f"{fmt(ag.get('pearson'))} / {fmt(ag.get('spearman'))}"))
+    if results.get("images"):
+        rows.append(("in-distribution test images", fmt(results["images"])))
     shifts = results.get("shifts") or {}
     if shifts:
-        rows.append(("shifts", ", ".join(str(s) for s in shifts)))
+        rows.append(("shifts (positives for OOD)", ", ".join(f"{s} ({v.get('images', '?')})" for s, v in shifts.items())))
+    if results.get("alarm_calibration_set"):
+        rows.append(("alarm calibrated on", str(results["alarm_calibration_set"])))
     return rows
 
 

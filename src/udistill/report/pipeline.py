@@ -11,10 +11,12 @@ from .figures import (
     plot_image_score_roc,
     plot_reliability,
     plot_risk_coverage,
+    plot_sigma_scale,
     plot_sigma_hexbin,
     plot_uncertainty_histograms,
 )
 from .html import write_report
+from ..methods import PRIMARY
 
 PAPER_SCORE = "median_plus_min_over_max"
 
@@ -36,18 +38,22 @@ def write_figures_and_report(results: dict, examples: dict, out_dir: str | Path,
     curves = results.get("curves", {})
     if curves:
         hists = {}
-        if "baseline_msp" in curves:
-            hists["baseline: max softmax"] = mirror_histogram(curves["baseline_msp"]["histogram"])
-        if "ensemble_std" in curves:
-            hists["teacher: ensemble σ"] = curves["ensemble_std"]["histogram"]
-        if "student_sigma" in curves:
-            hists["student: predicted σ"] = curves["student_sigma"]["histogram"]
+        for key, label in (("baseline_msp", "baseline: 1 − max softmax"), ("ensemble_std", "teacher: ensemble U"), ("student_sigma", "student: predicted U")):
+            if key in curves:
+                h = curves[key]["histogram"]
+                hists[label] = mirror_histogram(h) if key == "baseline_msp" and h.get("scale", "linear") == "linear" else h
         figs["uncertainty_histograms"] = plot_uncertainty_histograms(hists, fig_dir / "fig4_uncertainty_histograms.png")
-        rc = {m: dict(c["risk_coverage"], aurc=results["pixel"][m]["aurc"]) for m, c in curves.items()}
+        shown = [m for m in curves if m in PRIMARY.values() or m in ("ensemble_entropy", "student_entropy")]
+        rc = {m: dict(curves[m]["risk_coverage"], aurc=results["pixel"][m]["aurc"]) for m in shown}
         figs["risk_coverage"] = plot_risk_coverage(rc, fig_dir / "risk_coverage.png")
-        rel = {m: dict(c["reliability"], ece=results["pixel"][m]["ece"]) for m, c in curves.items() if "reliability" in c and m in ("baseline_msp", "mc_dropout", "ensemble_std", "student_msp")}
+        preds = results.get("predictors") or {}
+        rel = {p: dict(curves[PRIMARY[p]]["reliability"], ece=preds[p]["ece"]) for p in preds
+               if PRIMARY.get(p) in curves and curves[PRIMARY[p]].get("reliability")}
         if rel:
             figs["reliability"] = plot_reliability(rel, fig_dir / "reliability.png")
+    means = (results.get("agreement") or {}).get("binned_means")
+    if means and means.get("y_edges"):
+        figs["sigma_scale"] = plot_sigma_scale(means, fig_dir / "fig3b_sigma_scale.png")
     for name, shift in results.get("shifts", {}).items():
         roc = {sc: dict(c, auroc=shift["ood"]["student_sigma"][sc]["auroc"]) for sc, c in shift.get("roc", {}).items()}
         if roc:

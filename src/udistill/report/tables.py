@@ -24,19 +24,26 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-SEG_METHODS = ("baseline", "teacher", "student")
-PIXEL_METHODS = (
-    "baseline_msp", "baseline_entropy", "mc_dropout", "ensemble_std", "ensemble_mi",
-    "student_sigma", "student_msp",
-)
+from ..methods import BY_KEY, METHODS, PREDICTORS
+from .headline import headline_rows
+
+SEG_METHODS = tuple(p for p in PREDICTORS if p != "mc_dropout") + ("mc_dropout",)
+PIXEL_METHODS = tuple(m.key for m in METHODS)
 PIXEL_METRICS = (  # key, header, higher is better
     ("auroc", "AUROC ↑", True),
     ("aupr", "AUPR ↑", True),
+    ("aupr_over_error_rate", "AUPR / error rate ↑", True),
     ("fpr95", "FPR95 ↓", False),
-    ("ece", "ECE ↓", False),
-    ("brier", "Brier ↓", False),
     ("aurc", "AURC ↓", False),
     ("eaurc", "E-AURC ↓", False),
+)
+PREDICTOR_METRICS = (  # key, header, higher is better
+    ("miou", "mIoU ↑", True),
+    ("error_rate", "error rate ↓", False),
+    ("ece", "ECE (15 bins) ↓", False),
+    ("ece_adaptive", "adaptive ECE ↓", False),
+    ("brier", "Brier ↓", False),
+    ("nll", "NLL ↓", False),
 )
 IMAGE_SCORES = ("min", "mean", "median", "max", "median_plus_min_over_max")
 SCORE_LABELS = {"median_plus_min_over_max": "(med+min)/max"}
@@ -115,7 +122,15 @@ def _shade_row(values, higher_is_bad: bool, lo: float, hi: float) -> list[float 
     return out
 
 
-def _mark_best(table: Table, col_better: Mapping[int, bool]) -> None:
+def _mark_best(table: Table, col_better: Mapping[int, bool], groups: list | None = None) -> None:
+    """Bold the best value of each column, among rows of the same group only (``groups[i]``
+    for row i; None = all rows are comparable)."""
+    if groups is not None:
+        for g in dict.fromkeys(groups):
+            sub = Table(table.key, "", table.columns, [r if gi == g else [r[0]] + [None] * (len(r) - 1) for r, gi in zip(table.rows, groups)])
+            _mark_best(sub, col_better)
+            table.best |= sub.best
+        return
     for j, higher in col_better.items():
         vals = [(_num(r[j]), i) for i, r in enumerate(table.rows)]
         vals = [(v, i) for v, i in vals if v is not None]
@@ -142,7 +157,7 @@ def per_class_table(results: Mapping) -> Table | None:
         mean = _num(_get(results, "miou", m))
         rows.append([f"{m.capitalize()} IoU", *vals, mean if mean is not None else _nanmean(vals)])
         kinds.append("iou")
-    for m in _ordered(unc, ("teacher", "student")):
+    for m in _ordered(unc, ("teacher", "student", "student_light")):
         vals = list(unc[m]) + [None] * (n - len(unc[m]))
         rows.append([f"{m.capitalize()} uncertainty", *vals, _nanmean(vals)])
         kinds.append("unc")
@@ -178,24 +193,81 @@ def miou_table(results: Mapping) -> Table | None:
     return Table(key="miou", title="Table 2 — mean IoU per data set", columns=["Data set", *methods], rows=rows)
 
 
-def pixel_table(pixel: Mapping, title: str, key: str = "pixel") -> Table | None:
-    """Pixel-level misclassification detection and calibration per method."""
+def pixel_table(pixel: Mapping, title: str, key: str = "pixel", comparable: str = "predictor") -> Table | None:
+    """Pixel-level misclassification detection per method.
+
+    ``comparable="predictor"``: each method ranks its own predictor's errors, so only rows of
+    one predictor are compared (best in bold within each predictor). ``"all"``: every method
+    ranks the same error set (``pixel_student_errors``), every row is comparable."""
     if not pixel:
         return None
     methods = _ordered(pixel, PIXEL_METHODS)
     metrics = [m for m in PIXEL_METRICS if any(_get(pixel, meth, m[0]) is not None for meth in methods)]
     if not metrics:
-        metrics = list(PIXEL_METRICS[:6])
-    rows = [[meth, *[_num(_get(pixel, meth, k)) for k, _, _ in metrics]] for meth in methods]
-    t = Table(
-        key=key,
-        title=title,
-        columns=["Method", *[h for _, h, _ in metrics]],
-        rows=rows,
-        note="Positives = misclassified pixels; global over all pixels of the split. Best in bold.",
-    )
-    _mark_best(t, {j + 1: hib for j, (_, _, hib) in enumerate(metrics)})
+        metrics = list(PIXEL_METRICS[:5])
+    preds = [str(_get(pixel, meth, "predictor") or (BY_KEY[meth].predictor if meth in BY_KEY else meth)) for meth in methods]
+    rows = [[meth, pred, *[_num(_get(pixel, meth, k)) for k, _, _ in metrics]] for meth, pred in zip(methods, preds)]
+    if comparable == "predictor":
+        note = ("Positives = each predictor's own misclassified pixels, so rows of different predictors rank different "
+                "error sets (AUPR's chance level is the error rate): best in bold within each predictor only; "
+                "compare across predictors with E-AURC or the table against the student's errors.")
+    else:
+        note = "Positives = the student's misclassified pixels, the same error set for every row: best in bold over all rows."
+    t = Table(key=key, title=title, columns=["Method", "Predictor", *[h for _, h, _ in metrics]], rows=rows, note=note)
+    _mark_best(t, {j + 2: hib for j, (_, _, hib) in enumerate(metrics)}, groups=preds if comparable == "predictor" else None)
     return t
+
+
+def predictor_table(results: Mapping, title: str = "Predictors: segmentation and calibration of the probabilities", key: str = "predictors") -> Table | None:
+    """Per predictor: mIoU, error rate, ECE (15 bins), adaptive ECE, Brier, NLL."""
+    preds = results.get("predictors") or {}
+    if not preds:
+        return None
+    names = _ordered(preds, PREDICTORS)
+    rows = [[p, *[_num(_get(preds, p, k)) for k, _, _ in PREDICTOR_METRICS]] for p in names]
+    t = Table(key=key, title=title, columns=["Predictor", *[h for _, h, _ in PREDICTOR_METRICS]], rows=rows,
+              note="Calibration belongs to a predictor's probabilities, not to a score. Same images for every row.")
+    _mark_best(t, {j + 1: hib for j, (_, _, hib) in enumerate(PREDICTOR_METRICS)})
+    return t
+
+
+def headline_table(results: Mapping) -> Table | None:
+    """What the student keeps of the ensemble's uncertainty (the report's first table)."""
+    rows = results.get("headline") or headline_rows(results)
+    if not rows:
+        return None
+    body = []
+    for r in rows:
+        by = f"{r.get('student_by') or ''} | {r.get('ensemble_by') or ''}" if r.get("student_by") else ""
+        body.append([r["what"], _num(r.get("student")), _num(r.get("ensemble")), by, r.get("note", "")])
+    return Table(key="headline", title="What the student keeps of the ensemble's uncertainty", columns=["", "Student", "Ensemble", "best of each (student | ensemble)", "note"],
+                 rows=body, note="Each pair is measured on the same images and error set. Best = the highest over each model's own scores on this test set (the same rule for both).")
+
+
+def scale_table(results: Mapping) -> Table | None:
+    """σ scale: median student U / ensemble U per decile of ensemble U."""
+    dec = _get(results, "agreement", "scale_ratio_by_decile") or []
+    if not dec:
+        return None
+    rows = [[str(d["decile"]), _num(d.get("y_low")), _num(d.get("y_high")), _num(d.get("median_y")), _num(d.get("median_x")), _num(d.get("median_ratio"))] for d in dec]
+    return Table(key="scale", title="Scale of the student's U per decile of the ensemble's U",
+                 columns=["Decile", "ensemble U from", "to", "median ensemble U", "median student U", "median ratio"], rows=rows,
+                 note="Median of student U / ensemble U over the pixels of each decile: 1 = the right scale.")
+
+
+def operating_point_table(results: Mapping) -> Table | None:
+    """The stored alarm at work: false alarms on in-distribution test images, detections per shift."""
+    rows = []
+    for name, s in (results.get("shifts") or {}).items():
+        for who, op in ((s or {}).get("operating_points") or {}).items():
+            rows.append([f"{name}", who, SCORE_LABELS.get(op.get("score"), op.get("score")), _num(op.get("threshold")),
+                         _num(op.get("calibration_false_alarm_rate")), _num(op.get("false_alarm_rate")), _num(op.get("detection_rate"))])
+    if not rows:
+        return None
+    cal = results.get("alarm_calibration_set") or "the calibration set"
+    return Table(key="operating_point", title="OOD alarm at the stored threshold", rows=rows,
+                 columns=["Shift", "Student", "Image score", "Threshold", "target false-alarm rate", "false alarms (test)", "detection rate"],
+                 note=f"Threshold fitted by `udistill calibrate` on {cal}; image score chosen on the validation shifts; measured here on test images.")
 
 
 def agreement_table(results: Mapping) -> Table | None:
@@ -272,7 +344,7 @@ def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def latency_table(results: Mapping) -> Table | None:
-    lat = results.get("latency")
+    lat = results.get("latency") or results.get("latency_ms")
     if not lat:
         return None
     rows = [[k, v] for k, v in _flatten(lat)]
@@ -282,10 +354,15 @@ def latency_table(results: Mapping) -> Table | None:
 def build_tables(results: Mapping) -> list[Table]:
     """All tables the results allow, in report order (missing parts are skipped)."""
     tables: list[Table | None] = [
+        headline_table(results),
+        predictor_table(results),
+        pixel_table(results.get("pixel_student_errors") or {}, "Pixel errors of the student, ranked by every score", key="pixel_student_errors", comparable="all"),
+        pixel_table(results.get("pixel") or {}, "Pixel errors of each predictor, ranked by its own scores"),
         per_class_table(results),
         miou_table(results),
-        pixel_table(results.get("pixel") or {}, "Pixel-level uncertainty: misclassification detection and calibration"),
         agreement_table(results),
+        scale_table(results),
+        operating_point_table(results),
     ]
     for shift, s in (results.get("shifts") or {}).items():
         if isinstance(s, Mapping) and s.get("pixel"):
@@ -327,6 +404,8 @@ def to_html(t: Table) -> str:
                 a = 0.08 + 0.6 * float(t.shade[i][j])
                 style = f' style="background: rgba(220, 40, 40, {a:.2f})"'
             tag = "th" if j == 0 else "td"
+            if isinstance(v, str) and len(v) > 30:
+                style += ' class="wrap"'
             cells.append(f"<{tag}{style}>{text}</{tag}>")
         parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</tbody></table></div>")

@@ -1,5 +1,6 @@
 """The training view of a dataset: augmentation per (seed, epoch, index), plus optional
-cached teacher maps that follow the same geometric transforms as the image."""
+cached teacher maps that follow the same geometric transforms as the image, and optional
+perturbed views (:mod:`udistill.perturb`) chosen before the geometric augmentation."""
 
 from __future__ import annotations
 
@@ -16,23 +17,28 @@ class TrainView(Dataset):
     item also carries ``teacher_mean`` and ``teacher_std`` aligned with the augmented image.
     """
 
-    def __init__(self, dataset: Dataset, augment: Augment, seed: int = 0, targets=None):
+    def __init__(self, dataset: Dataset, augment: Augment, seed: int = 0, targets=None, views=None):
         self.dataset = dataset
         self.augment = augment
         self.seed = seed
         self.targets = targets
+        self.views = views  # udistill.perturb.PerturbedViews or None
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        item = dict(self.dataset[index])
+        target_index = index
+        if self.views is not None:  # the perturbed view first, geometry on top (maps follow)
+            item, target_index = self.views.sample(self.dataset, index, self.epoch)
+        else:
+            item = dict(self.dataset[index])
         s = item_seed(self.seed, self.epoch, index)
         gen = torch.Generator().manual_seed(s)
         maps = []
         if self.targets is not None:
-            maps = list(self.targets.get(index))
+            maps = list(self.targets.get(target_index))
         image, label, maps = geometric(item["image"], item["label"], maps, self.augment, gen)
         item["image"] = photometric(image, self.augment.photometric, s)
         item["label"] = label

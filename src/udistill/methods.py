@@ -1,0 +1,126 @@
+"""The one registry of uncertainty methods: which predictor's output a method reads and how
+it turns that output into a per-pixel uncertainty score in [0, 1].
+
+Evaluation, the report, the benchmark and ``predict`` all take their method and predictor
+names from here, so no list of names exists twice.
+
+A *predictor* is a model that produces class probabilities (and possibly a spread map):
+
+===============  ==========================================================================
+predictor        output
+===============  ==========================================================================
+baseline         member 0, softmax
+mc_dropout       member 0 with dropout before the head, T seeded samples: mean, std, MI
+teacher          the ensemble (T = 1): mean M, population std Σ, mutual information
+student          the distilled student (paper heads): softmax and σ
+student_light    the light-head student: softmax and σ
+control          member 0 fine-tuned on labels alone for the student's epochs (no teacher)
+===============  ==========================================================================
+
+A *method* is (predictor, score). Scores: ``msp`` = 1 - max p; ``entropy`` = H(p) / log C;
+``u`` = mean over classes of the spread map (Σ, the MC std, or the student's σ: the paper's
+pixel uncertainty U, eq. 8); ``mi`` = mutual information / log C.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import torch
+
+PREDICTORS = ("baseline", "mc_dropout", "teacher", "student", "student_light", "control")
+PREDICTOR_LABELS = {
+    "baseline": "baseline (member 0)",
+    "mc_dropout": "MC dropout",
+    "teacher": "ensemble (teacher)",
+    "student": "student",
+    "student_light": "student, light head",
+    "control": "CE-only control",
+}
+SCORES = ("msp", "entropy", "u", "mi")
+
+
+class PredictorOutput(NamedTuple):
+    """What a predictor gives for a batch.
+
+    Shape: probs (N, C, H, W); spread (N, C, H, W) or None (Σ, MC std or student σ);
+    mutual_info (N, H, W) or None.
+    """
+
+    probs: torch.Tensor
+    spread: Optional[torch.Tensor] = None
+    mutual_info: Optional[torch.Tensor] = None
+
+
+@dataclass(frozen=True)
+class Method:
+    """One uncertainty method: ``key`` (the results.json name), the predictor it reads, its
+    score, a label for tables and figures."""
+
+    key: str
+    predictor: str
+    score: str
+    label: str
+
+
+METHODS: tuple[Method, ...] = (
+    Method("baseline_msp", "baseline", "msp", "baseline 1 − max softmax"),
+    Method("baseline_entropy", "baseline", "entropy", "baseline entropy"),
+    Method("mc_dropout", "mc_dropout", "u", "MC dropout U (mean std)"),
+    Method("mc_dropout_entropy", "mc_dropout", "entropy", "MC dropout entropy"),
+    Method("ensemble_std", "teacher", "u", "ensemble U (mean Σ)"),
+    Method("ensemble_mi", "teacher", "mi", "ensemble mutual information"),
+    Method("ensemble_entropy", "teacher", "entropy", "ensemble entropy H(M)"),
+    Method("ensemble_msp", "teacher", "msp", "ensemble 1 − max M"),
+    Method("student_sigma", "student", "u", "student U (mean σ, the paper's)"),
+    Method("student_msp", "student", "msp", "student 1 − max softmax"),
+    Method("student_entropy", "student", "entropy", "student entropy"),
+    Method("student_light_sigma", "student_light", "u", "light student U"),
+    Method("student_light_msp", "student_light", "msp", "light student 1 − max softmax"),
+    Method("student_light_entropy", "student_light", "entropy", "light student entropy"),
+    Method("control_msp", "control", "msp", "CE-only control 1 − max softmax"),
+    Method("control_entropy", "control", "entropy", "CE-only control entropy"),
+)
+BY_KEY = {m.key: m for m in METHODS}
+# The method whose map is "the" uncertainty of a predictor (figures, per-class tables, alarm).
+PRIMARY = {"teacher": "ensemble_std", "student": "student_sigma", "student_light": "student_light_sigma",
+           "baseline": "baseline_msp", "mc_dropout": "mc_dropout", "control": "control_msp"}
+
+
+def methods_for(predictors) -> tuple[Method, ...]:
+    """The methods whose predictor is among ``predictors`` (registry order)."""
+    have = set(predictors)
+    return tuple(m for m in METHODS if m.predictor in have)
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy over the class axis. Shape: (N, C, H, W) -> (N, H, W)."""
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(1)
+
+
+def score_map(score: str, out: PredictorOutput) -> torch.Tensor:
+    """The per-pixel uncertainty of ``score`` for one predictor output, in [0, 1].
+
+    Shape: -> (N, H, W).
+    """
+    p = out.probs.float()
+    if score == "msp":
+        return 1 - p.max(1).values
+    if score == "entropy":
+        return (entropy(p) / math.log(p.shape[1])).clamp_(0, 1)
+    if score == "u":
+        if out.spread is None:
+            raise ValueError("score 'u' needs a spread map (Σ, MC std or σ)")
+        return out.spread.float().mean(1)
+    if score == "mi":
+        if out.mutual_info is None:
+            raise ValueError("score 'mi' needs the mutual information")
+        return (out.mutual_info.float() / math.log(p.shape[1])).clamp_(0, 1)
+    raise ValueError(f"unknown score '{score}' (known: {', '.join(SCORES)})")
+
+
+def method_maps(outputs: dict[str, PredictorOutput], methods=METHODS) -> dict[str, torch.Tensor]:
+    """Score maps of every method whose predictor is in ``outputs``. Shape: each (N, H, W)."""
+    return {m.key: score_map(m.score, outputs[m.predictor]) for m in methods if m.predictor in outputs}
