@@ -200,7 +200,8 @@ def test_missing_and_corrupt_inputs_exit_2_with_one_line(ckpt, tmp_path, capsys)
     src.mkdir()
     Image.fromarray(_image(40, 56)).save(src / "good.png")
     (src / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
-    assert main(["predict", str(ckpt), str(src), "--out", str(out)]) == 2
+    # --on-error stop: the behaviour before bad inputs were skipped (tests/deploy/test_field.py: skip)
+    assert main(["predict", str(ckpt), str(src), "--out", str(out), "--on-error", "stop"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "zz_broken.png" in err
     bad_video = tmp_path / "bad.mp4"

@@ -434,7 +434,11 @@ def test_predict_folder_with_a_symlink_loop(tmp_path, capsys, student_ckpt):
     loop.symlink_to(loop.name)
     out1 = tmp_path / "pred1"
     code, _, err = cli(capsys, "predict", student_ckpt, folder, "--out", out1, "--threshold", "0.5")
-    assert_error(code, err, loop)  # found by the folder walk, refused when read
+    # found by the folder walk, refused when read, reported and skipped (exit 3); the rest is written
+    assert code == 3 and err.splitlines() == [f"udistill: skipped: {loop}: image not found"], err
+    assert sorted(p.name for p in files_under(out1)) == ["street.json", "street_overlay.png", "street_seg.png", "street_uncertainty.png"]
+    code, _, err = cli(capsys, "predict", student_ckpt, folder, "--out", tmp_path / "pred1b", "--threshold", "0.5", "--on-error", "stop")
+    assert_error(code, err, loop)
     assert not [p for p in out1.rglob("*") if p.name.endswith(".tmp") or p.name.startswith("zz_loop")]
     out2 = tmp_path / "pred2"
     code, _, err = cli(capsys, "predict", student_ckpt, loop, "--out", out2, "--threshold", "0.5")

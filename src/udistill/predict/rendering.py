@@ -1,0 +1,115 @@
+"""Pictures of a prediction: palette PNG of labels, U heat map, overlay with a colour bar.
+
+Why a display range: U of a good student is small (around 0.02-0.05 on in-distribution
+frames), so a heat map on the full 0..1 scale is nearly black. Calibration stores
+``display_range`` = [0, p99 of in-distribution U] in the checkpoint (``meta["ood"]``); maps
+are drawn on that fixed scale, so they are comparable between frames and an OOD frame
+saturates. Without it each frame is drawn on [0, its own 99th percentile] (not comparable
+between frames; said so in the JSON record). The overlay carries a colour bar with the scale.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..data.labels import LabelScheme
+from ..errors import UdistillError
+from ..io import atomic_write_bytes
+
+HEATMAP = "inferno"
+_LUT: dict[str, np.ndarray] = {}
+
+
+def colormap_lut(cmap: str = HEATMAP) -> np.ndarray:
+    """(256, 3) uint8 colours of a matplotlib colour map."""
+    if cmap not in _LUT:
+        import matplotlib
+
+        _LUT[cmap] = (matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+    return _LUT[cmap]
+
+
+def heatmap(u: np.ndarray, vmax: float = 1.0, cmap: str = HEATMAP, vmin: float = 0.0) -> np.ndarray:
+    """(H, W) values on the scale vmin..vmax -> (H, W, 3) uint8 colours of ``cmap``."""
+    span = max(float(vmax) - float(vmin), 1e-12)
+    idx = np.clip((np.asarray(u, np.float32) - float(vmin)) / span, 0.0, 1.0) * 255.0
+    return colormap_lut(cmap)[np.round(idx).astype(np.uint8)]
+
+
+def display_range(stored: Optional[Sequence[float]], u: np.ndarray, override: Optional[float] = None) -> tuple[tuple[float, float], str]:
+    """The heat-map scale and where it came from: ``override`` (--uncertainty-max), else the
+    calibrated ``stored`` range, else [0, the frame's 99th percentile]."""
+    if override is not None:
+        return (0.0, float(override)), "argument"
+    if stored is not None:
+        return (float(stored[0]), float(stored[1])), "calibration"
+    return (0.0, max(float(np.percentile(u, 99)), 1e-6)), "frame_p99"
+
+
+def overlay(rgb: np.ndarray, seg_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend (integer arithmetic, so a large frame costs two uint16 copies, not float ones)."""
+    a = int(round(float(alpha) * 256))
+    out = rgb.astype(np.uint16) * (256 - a)
+    out += seg_rgb.astype(np.uint16) * a
+    out += 128
+    return (out >> 8).astype(np.uint8)
+
+
+def draw_colour_bar(img: np.ndarray, lo: float, hi: float, cmap: str = HEATMAP, label: str = "U") -> np.ndarray:
+    """Draw a vertical colour bar for the scale lo..hi into the top-right corner of ``img``.
+
+    Shape: img (H, W, 3) uint8 -> same shape (a modified copy).
+    """
+    from PIL import Image, ImageDraw
+
+    h, w = img.shape[:2]
+    bar_h = max(8, min(h - 4, h // 3))
+    bar_w = max(3, w // 40)
+    x1, y0 = w - 2, 2
+    x0 = max(0, x1 - bar_w)
+    out = np.array(img, copy=True)
+    ramp = colormap_lut(cmap)[np.linspace(255, 0, bar_h).round().astype(np.int64)]  # top = hi
+    out[y0:y0 + bar_h, x0:x1] = ramp[:, None, :]
+    if w >= 96 and h >= 48:  # room for the numbers
+        pil = Image.fromarray(out)
+        draw = ImageDraw.Draw(pil)
+        for text, y in ((f"{label} {hi:.3g}", y0), (f"{lo:.3g}", y0 + bar_h - 11)):
+            tw = int(draw.textlength(text))
+            tx = max(0, x0 - tw - 3)
+            draw.rectangle((tx - 1, y, tx + tw + 1, y + 10), fill=(0, 0, 0))
+            draw.text((tx, y - 1), text, fill=(255, 255, 255))
+        out = np.asarray(pil)
+    return out
+
+
+def png_bytes(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def write_rgb_png(path: Path, arr: np.ndarray) -> None:
+    from PIL import Image
+
+    atomic_write_bytes(path, png_bytes(Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))))
+
+
+def write_label_png(path: Path, labels: np.ndarray, scheme: LabelScheme) -> None:
+    """Palette PNG: pixel values are class ids, the palette the scheme's colours."""
+    from PIL import Image
+
+    if scheme.num_classes > 255:
+        raise UdistillError(f"cannot write a palette PNG for {scheme.num_classes} classes (at most 255)")
+    lab = np.ascontiguousarray(labels, dtype=np.uint8)
+    img = Image.frombuffer("P", (lab.shape[1], lab.shape[0]), lab.tobytes(), "raw", "P", 0, 1)
+    img.putpalette(scheme.palette().reshape(-1).tolist())
+    atomic_write_bytes(path, png_bytes(img))
+
+
+def histogram(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
+    counts = np.bincount(labels.reshape(-1), minlength=len(classes))
+    return {name: int(counts[i]) for i, name in enumerate(classes)}
