@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from .data.labels import IGNORE_INDEX
 
 
 class DistillationLoss(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from ..data.labels import IGNORE_INDEX
 
 
 def _np(x: Any, dtype=np.float64) -> np.ndarray:

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-IGNORE_INDEX = 255
+from ..data.labels import IGNORE_INDEX
 
 
 # --------------------------------------------------------------------------- helpers

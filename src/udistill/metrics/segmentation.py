@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-IGNORE_INDEX = 255
+from ..data.labels import IGNORE_INDEX
 
 
 def _as_long_tensor(x: Any, name: str) -> torch.Tensor:

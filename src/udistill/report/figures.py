@@ -30,10 +30,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from ..data.labels import IGNORE_INDEX
 from ..io import atomic_path
 
 DPI = 150
-IGNORE_INDEX = 255
 CORRECT_COLOR = "#1f5fbf"  # blue
 WRONG_COLOR = "#d62728"  # red
 SCORE_LABELS = {
