@@ -126,9 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bad input: report and skip it (exit 3 at the end) or stop at once (exit 2)")
 
     xo = sub.add_parser("export", help="export the student to ONNX")
-    xo.add_argument("checkpoint")
+    xo.add_argument("checkpoint", help="student checkpoint file, its folder, or the run folder")
     xo.add_argument("--onnx", required=True, help="output .onnx path")
     xo.add_argument("--opset", type=int, default=17)
+    xo.add_argument("--native", action="store_true", help="no resizing to the training size inside the graph")
+    xo.add_argument("--fused", action="store_true", help="outputs labels (uint8), U (float16) and image scores instead of C-channel maps")
+    xo.add_argument("--int8", action="store_true", help="also write <name>.int8.onnx (onnxruntime static quantisation) and measure its fidelity")
+    xo.add_argument("--calibration-images", default=None, metavar="DIR", help="frames (folder or list file) for --int8")
+
+    orp = sub.add_parser("ood-report", help="AUROC, FPR95 and the stored threshold's operating point on folders of frames")
+    orp.add_argument("checkpoint", help="student checkpoint file, its folder, or the run folder")
+    orp.add_argument("--in", dest="in_folder", required=True, metavar="DIR", help="in-distribution frames (folder or list file)")
+    orp.add_argument("--ood", action="append", default=[], metavar="DIR", help="out-of-distribution frames (repeatable)")
+    orp.add_argument("--json", default=None, help="write the report here")
+    orp.add_argument("--score", default=None, help="image score (default: the calibrated one)")
+    orp.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
+    orp.add_argument("--native", action="store_true", help="run at each frame's own size")
+    orp.add_argument("--device", default=None)
 
     bm = sub.add_parser("benchmark", help="latency and throughput of baseline, students, ensemble, MC dropout")
     bm.add_argument("--config", "-c", default=None)
@@ -239,9 +253,24 @@ def _dispatch(args) -> int:
     if args.command == "export":
         from .export import export_onnx
 
-        path = export_onnx(args.checkpoint, args.onnx, opset=args.opset)
+        if args.int8 and not args.calibration_images:
+            from .errors import UdistillError
+
+            raise UdistillError("--int8 needs --calibration-images DIR (your frames, to fit the activation ranges)")
+        path = export_onnx(args.checkpoint, args.onnx, opset=args.opset, native=args.native, fused=args.fused)
         print(f"wrote {path}")
+        if args.int8:
+            from .quantize import quantize_onnx
+
+            int8 = path.with_name(path.stem + ".int8.onnx")
+            fid = quantize_onnx(path, int8, args.calibration_images)
+            print(f"wrote {int8} (int8; on {fid['holdout_images']} held-out images: label agreement "
+                  f"{100 * fid['label_agreement']:.2f} %, U Pearson {fid['u_pearson']:.4f})")
         return 0
+    if args.command == "ood-report":
+        from .ood_report import run_ood_report
+
+        return run_ood_report(args)
     if args.command == "benchmark":
         from .benchmark import run_benchmark_cli
 
