@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .folder import paired_sample, FileDataset, Sample, as_list, find_images, resolve_root
+from .files import FileDataset, as_list, find_images, paired_sample, resolve_root
 from .imageio import read_color_label
 from .labels import CITYSCAPES19, IGNORE_INDEX
 from .registry import register_dataset

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .folder import paired_sample, FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, resolve_root
+from .files import FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, paired_sample, resolve_root
 from .imageio import read_label
 from .labels import CITYSCAPES19
 from .registry import register_dataset

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import SegmentationDataset
-from .folder import IMAGE_SUFFIXES, check_shift, files_digest, item_seed
+from .files import IMAGE_SUFFIXES, check_shift, files_digest, shift_seed
 from .imageio import read_image
 from .labels import CAMVID11, IGNORE_INDEX, SCHEMES, LabelScheme
 from .registry import register_dataset
@@ -113,7 +113,7 @@ class ImageFolder(SegmentationDataset):
         if self.shift is not None:
             from .weather import apply_shift
 
-            image = apply_shift(image, self.shift, seed=item_seed(self.seed, name))
+            image = apply_shift(image, self.shift, seed=shift_seed(self.seed, name))
         label = np.full(image.shape[:2], IGNORE_INDEX, np.uint8)
         return image, label, name, None
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..seeds import item_seed
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
@@ -43,8 +45,9 @@ def get_recipe(name: str) -> Augment:
         raise ValueError(f"unknown augmentation recipe '{name}' (known: {', '.join(RECIPES)})") from None
 
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    return (seed * 1_000_003 + epoch * 7_919 + index * 104_729) % (2**31 - 1)
+def augment_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of item ``index``'s augmentation in ``epoch`` of a run seeded ``seed`` (31 bits)."""
+    return item_seed("augment", int(seed), int(epoch), int(index))
 
 
 def geometric(image, label, maps, aug: Augment, gen: torch.Generator):

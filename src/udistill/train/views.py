@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from ..data.transforms import Augment, geometric, item_seed, photometric
+from ..data.transforms import Augment, augment_seed, geometric, photometric
 
 
 class TrainView(Dataset):
@@ -34,7 +34,7 @@ class TrainView(Dataset):
             item, target_index = self.views.sample(self.dataset, index, self.epoch)
         else:
             item = dict(self.dataset[index])
-        s = item_seed(self.seed, self.epoch, index)
+        s = augment_seed(self.seed, self.epoch, index)
         gen = torch.Generator().manual_seed(s)
         maps = []
         if self.targets is not None:

@@ -52,11 +52,13 @@ from .dataset import (
     SPLIT_LENGTHS,
     SyntheticDataset,
     build_synthetic,
-    item_seed,
     render,
+    scene_seed,
 )
 from .materials import BICYCLIST, BUILDING, CAR, FENCE, PAVEMENT, PEDESTRIAN, POLE, ROAD, SIGN, SKY, TREE
 from .styles import CAMVID_STYLE, NEW_CITY_STYLE, STYLES, Style
+
+item_seed = scene_seed  # the old name of scene_seed (udistill.seeds.item_seed is the general one)
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -65,6 +67,7 @@ __all__ = [
     "SPLIT_LENGTHS",
     "SyntheticDataset",
     "build_synthetic",
+    "scene_seed",
     "item_seed",
     "render",
     "CAMVID_STYLE",

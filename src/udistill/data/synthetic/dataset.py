@@ -1,17 +1,16 @@
 """The ``"synthetic"`` data set: items rendered on the fly from ``(seed, split, index)``.
 
 :func:`render` makes one scene from a seed; :class:`SyntheticDataset` derives each item's
-seed (:func:`item_seed`), renders it at the requested size and applies a weather shift
+seed (:func:`scene_seed`), renders it at the requested size and applies a weather shift
 with the exact depth map (``new-city`` is a different style instead).
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from ...errors import DataError
+from ...seeds import item_seed
 from .. import weather
 from ..base import SegmentationDataset
 from ..labels import CAMVID11
@@ -51,10 +50,9 @@ def render(
     return shade(sc, lights)
 
 
-def item_seed(seed: int, split: str, index: int) -> int:
-    """The 128-bit seed of item ``index`` of ``split`` (a hash, so nearby seeds are unrelated)."""
-    blob = f"udistill-synthetic-v{GENERATOR_VERSION}|{int(seed)}|{split}|{int(index)}".encode()
-    return int.from_bytes(hashlib.blake2b(blob, digest_size=16).digest(), "little")
+def scene_seed(seed: int, split: str, index: int) -> int:
+    """The 128-bit seed of the scene of item ``index`` of ``split`` (keyed by the generator version)."""
+    return item_seed(f"udistill-synthetic-v{GENERATOR_VERSION}", int(seed), split, int(index), bits=128)
 
 
 class SyntheticDataset(SegmentationDataset):
@@ -106,7 +104,7 @@ class SyntheticDataset(SegmentationDataset):
     def load(self, index: int):
         index = self._index(index)
         h, w = self.render_size
-        s = item_seed(self.seed, self.split, index)
+        s = scene_seed(self.seed, self.split, index)
         weather_shift = self.shift if self.shift in weather.KNOWN_SHIFTS else None
         image, label, depth, lights = render(h, w, s, self.style, lights=weather_shift == "dusk")
         if weather_shift is not None:
