@@ -66,6 +66,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
                           "pass the checkpoint file, its folder or the run folder")
 
 
+def check_calibration(path: Path, meta: dict) -> None:
+    """StaleStageError when the stored OOD calibration was fitted on other weights than the
+    checkpoint's (its ``built_from`` record, see :mod:`udistill.provenance`)."""
+    from ..provenance import StaleStageError, weights_digest
+
+    ood = meta.get("ood")
+    made_for = (ood.get("built_from") or {}).get("student") if isinstance(ood, dict) else None
+    if made_for:
+        now = weights_digest(path)
+        if now and now != made_for:
+            raise StaleStageError(f"{path}: the OOD calibration is stale (fitted on weights {made_for}, these are {now}); "
+                                  "run `udistill calibrate` again")
+
+
 def make_scheme(meta: dict, num_classes: int) -> LabelScheme:
     """The label scheme for colours and class names: the checkpoint's, else a generated one."""
     name = meta.get("label_scheme")
@@ -189,6 +203,7 @@ class Predictor:
         from ..models.checkpoint import load_model
 
         model, meta = load_model(path)
+        check_calibration(path, meta)
         return cls.from_model(model, meta, device=device, score=score, threshold=threshold, source=str(path), native=native)
 
     @classmethod
