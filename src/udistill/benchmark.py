@@ -85,29 +85,6 @@ def device_name(dev: torch.device) -> str:
 # --- runners ----------------------------------------------------------------------------------
 
 
-class _NumpyMoments:
-    """Welford mean / population std / mean entropy of probability maps (numpy)."""
-
-    def __init__(self):
-        self.n, self.mean, self.m2, self.ent = 0, None, None, None
-
-    def update(self, p: np.ndarray) -> None:
-        self.n += 1
-        ent = -(p * np.log(np.maximum(p, 1e-12))).sum(1)
-        if self.mean is None:
-            self.mean, self.m2, self.ent = p.copy(), np.zeros_like(p), ent
-            return
-        d = p - self.mean
-        self.mean += d / self.n
-        self.m2 += d * (p - self.mean)
-        self.ent += ent
-
-    def result(self):
-        std = np.sqrt(np.maximum(self.m2 / self.n, 0))
-        mi = np.maximum(-(self.mean * np.log(np.maximum(self.mean, 1e-12))).sum(1) - self.ent / self.n, 0)
-        return self.mean, std, mi
-
-
 def _torch_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str]) -> dict[str, Callable]:
     from .ensemble import Ensemble, RunningMoments
     from .export import OnnxWrapper
@@ -148,6 +125,7 @@ def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, mod
                  workdir: Path) -> tuple[dict[str, Callable], list[str]]:
     import onnxruntime as ort
 
+    from .ensemble import RunningMoments
     from .export import export_model
     from .models.build import build_model
 
@@ -178,9 +156,9 @@ def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, mod
 
     def stats(sessions: list, passes: int):
         def run(x: np.ndarray):
-            mom = _NumpyMoments()
+            mom = RunningMoments()  # the ensemble's own streaming statistics, on the sessions' outputs
             for i in range(passes):
-                mom.update(sessions[i % len(sessions)].run(["probabilities"], {"image": x})[0])
+                mom.update(torch.from_numpy(sessions[i % len(sessions)].run(["probabilities"], {"image": x})[0]))
             return mom.result()
         return run
 
@@ -243,7 +221,7 @@ def run_benchmark(
     log: Callable[[str], None] | None = print,
 ) -> dict:
     """Measure every model with every backend at every size; see the module docstring."""
-    from .train.loop import resolve_device
+    from .device import resolve_device
 
     models = list(models or MODELS)
     backends = list(backends or BACKENDS)

@@ -213,7 +213,8 @@ def run_calibration(cfg: ExperimentConfig, device=None, paths: list[Path] | None
     """Calibrate every student of the run in ``cfg.out_dir`` (or ``paths``) on the config's
     calibration set, after checking it is disjoint from every test set."""
     from .distill import student_dir
-    from .train.loop import MODEL_FILE, resolve_device
+    from .device import resolve_device
+    from .train.loop import MODEL_FILE
 
     dev = resolve_device(device or cfg.device)
     cal = calibration_dataset(cfg)
@@ -247,7 +248,7 @@ def run_calibrate_cli(args) -> dict[str, dict]:
     from .config import ExperimentConfig, load_config
     from .data.registry import build_dataset
     from .models.checkpoint import read_metadata
-    from .train.loop import resolve_device
+    from .device import resolve_device
 
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     if args.images:

@@ -37,7 +37,8 @@ from .perturb import PerturbedViews, ViewDataset
 from .runlock import locks_run
 from .targets import build_cache
 from .teacher import data_meta
-from .train.loop import MODEL_FILE, fit, is_main_process, resolve_device
+from .device import resolve_device
+from .train.loop import MODEL_FILE, fit, is_main_process
 
 RECIPES = {
     "paper": {"sigma_loss": "mse", "sigma_init": "none", "views": "none"},

@@ -44,7 +44,8 @@ from .metrics import IMAGE_SCORES, BinnedPixelMetrics, ConfusionMatrix, Correlat
 from .metrics.calibration import PredictorCalibration
 from .models.build import SegmentationModel
 from .models.checkpoint import load_model
-from .train.loop import MODEL_FILE, resolve_device
+from .device import resolve_device
+from .train.loop import MODEL_FILE
 
 # the method keys of the always-present predictors (earlier releases exported this name)
 METHODS = tuple(m.key for m in methods_for(("baseline", "mc_dropout", "teacher", "student")))
@@ -215,11 +216,9 @@ def evaluate_set(models: EvaluatedModels, dataset, device, acc: SetAccumulator, 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     data_scheme = dataset.scheme.name if hasattr(dataset, "scheme") else None
     seen = 0
-    it = loader
-    if progress:
-        from tqdm.auto import tqdm
+    from .progress import progress as progress_bar
 
-        it = tqdm(loader, desc=f"evaluate {desc}", leave=False, dynamic_ncols=True)
+    it = progress_bar(loader, f"evaluate {desc}", enabled=progress)
     for b, batch in enumerate(it):
         if max_images is not None and seen >= max_images:
             break

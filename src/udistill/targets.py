@@ -101,11 +101,9 @@ def build_cache(ensemble, dataset: Dataset, folder: str | Path, device="cpu", ba
     todo = [i for i in range(n) if not done[i]]
     if todo:
         loader = DataLoader(_Indexed(dataset, todo), batch_size=batch_size, shuffle=False)
-        bar = loader
-        if progress:
-            from tqdm.auto import tqdm
+        from .progress import progress as progress_bar
 
-            bar = tqdm(loader, desc="teacher cache", total=len(loader), leave=False, dynamic_ncols=True)
+        bar = progress_bar(loader, "teacher cache", len(loader), enabled=progress)
         for idx, images in bar:
             if tuple(images.shape[-2:]) != (shape[2], shape[3]):
                 raise UdistillError(f"teacher cache needs one image size; got {tuple(images.shape[-2:])}, expected {shape[2:]} (set data.size)")

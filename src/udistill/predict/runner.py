@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import DataError, UdistillError
 from ..io import atomic_path, atomic_write_json
+from ..progress import progress
 from .api import Prediction, Predictor
 from .geometry import check_frame_size
 from .jobs import Job, plan_inputs
@@ -47,9 +48,8 @@ def _record(predictor: Predictor, pred: Prediction) -> dict:
 
 
 def _progress(iterable, total=None, desc="", show=True):
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="img", disable=None if show else True, dynamic_ncols=True)
+    """A bar on a terminal (``show``), else a silent one."""
+    return progress(iterable, desc, total, enabled=None if show else False, unit="img")
 
 
 def predict_image_file(predictor: Predictor, job: Job, out: Path, vmax: Optional[float], alpha: float) -> Prediction:
