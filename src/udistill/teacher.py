@@ -16,8 +16,9 @@ from .data.from_config import dataset_for
 from .ensemble import member_dir
 from . import provenance
 from .models.build import build_model
-from .runlock import locks_run
-from .train.loop import MODEL_FILE, fit, is_main_process, resolve_device
+from .runlock import run_lock
+from .device import resolve_device
+from .train.loop import MODEL_FILE, fit, is_main_process
 from .train.recipes import member_recipe
 
 
@@ -49,9 +50,16 @@ def data_meta(dataset) -> dict:
     }
 
 
-@locks_run
 def train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> Path:
-    """Train member ``k`` into ``out_dir/members/member-k`` (skipped when already finished)."""
+    """Train member ``k`` into ``out_dir/members/member-k`` (skipped when already finished).
+
+    The lock is the member's own folder, not the run's: members are independent jobs (a
+    cluster trains them at once); two writers of the *same* member are refused."""
+    with run_lock(member_dir(cfg.out_dir, k)):
+        return _train_member(cfg, k, device)
+
+
+def _train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> Path:
     out = member_dir(cfg.out_dir, k)
     built_from = provenance.member_inputs(cfg, k)
     if provenance.reusable(out / MODEL_FILE, built_from, f"member {k}"):

@@ -19,8 +19,12 @@ def _pixels(n=4000, seed=0, quantise_bins=None):
 
 
 def _fpr95(wrong, s):
+    """FPR where the exact ROC curve reaches TPR 0.95, linear between its two neighbouring points."""
     fpr, tpr, _ = roc_curve(wrong, s, drop_intermediate=False)
-    return fpr[np.argmax(tpr >= 0.95)]
+    j = int(np.argmax(tpr >= 0.95))
+    if j == 0 or tpr[j] == tpr[j - 1]:
+        return fpr[j]
+    return fpr[j - 1] + (0.95 - tpr[j - 1]) / (tpr[j] - tpr[j - 1]) * (fpr[j] - fpr[j - 1])
 
 
 def _aurc_exact(s, wrong):
