@@ -176,6 +176,7 @@ def test_torchrun_two_gloo_processes_with_sync_bn_take_a_step(tmp_path):
     path = out / "members" / "member-0" / "model.safetensors"
     meta = read_metadata(path)
     assert meta["train"]["sync_bn"] is True and meta["ddp"]["world_size"] == 2
+    assert meta["ddp"]["sync_bn"] is True  # the layers really were converted
     assert len(set(meta["ddp"]["rank_digests"])) == 1
     assert len(meta["history"]) == 1 and meta["history"][0]["loss"] > 0
     load_model(path)  # converted layers saved under the plain BatchNorm keys

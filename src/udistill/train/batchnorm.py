@@ -100,4 +100,5 @@ def synchronise_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def uses_batchnorm_of_all_ranks(model: nn.Module) -> bool:
+    """Whether ``model`` has BatchNorm layers that synchronise across ranks (recorded in checkpoints)."""
     return any(isinstance(m, (nn.SyncBatchNorm, CrossRankBatchNorm2d)) for m in model.modules())

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import TrainingError
-from .batchnorm import synchronise_batchnorm
+from .batchnorm import synchronise_batchnorm, uses_batchnorm_of_all_ranks
 
 
 def is_main_process() -> bool:
@@ -78,7 +78,7 @@ def check_equal_weights(model: nn.Module, world_size: int, desc: str) -> dict:
     dist.all_gather_object(digests, weights_digest(model))
     if len(set(digests)) != 1:
         raise TrainingError(f"{desc}: ranks ended with different weights ({digests})")
-    return {"ddp": {"world_size": world_size, "rank_digests": digests}}
+    return {"ddp": {"world_size": world_size, "rank_digests": digests, "sync_bn": uses_batchnorm_of_all_ranks(model)}}
 
 
 def weights_digest(model: nn.Module) -> str:
