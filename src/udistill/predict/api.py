@@ -231,7 +231,7 @@ class Predictor:
 
     # inference --------------------------------------------------------------------------
     def predict_tensor(self, x: torch.Tensor) -> Prediction:
-        """(N, 3, H, W) float in [0, 1] -> a batched :class:`Prediction`."""
+        """(N, 3, H, W) float in [0, 1] (or uint8 0..255) -> a batched :class:`Prediction`."""
         check_frame_size(int(x.shape[-2]), int(x.shape[-1]), "input")
         raw: RawOutput = self._infer(x)
         k = IMAGE_SCORES.index(self.score)

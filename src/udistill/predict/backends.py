@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..metrics.image import IMAGE_SCORES, image_scores
-from .geometry import Geometry, to_model, upsample_strips
+from .geometry import Geometry, as_float, to_model, upsample_strips
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ def score_rows(u_maps) -> np.ndarray:
 
 
 def torch_backend(model, device: torch.device, geometry: Geometry) -> Infer:
-    """``model`` (a SegmentationModel in eval mode on ``device``) as an :data:`Infer`."""
+    """``model`` (a SegmentationModel in eval mode on ``device``) as an :data:`Infer`.
+    Frames may be float in [0, 1] or uint8."""
 
     @torch.inference_mode()
     def infer(x: torch.Tensor) -> RawOutput:
@@ -69,7 +70,7 @@ def onnx_backend(session, outputs: list[str]) -> Infer:
     input_name = session.get_inputs()[0].name
 
     def run(names, x):
-        return session.run(names, {input_name: x.numpy().astype(np.float32, copy=False)})
+        return session.run(names, {input_name: as_float(x).numpy().astype(np.float32, copy=False)})
 
     if "image_scores" in outputs:  # fused graph
 

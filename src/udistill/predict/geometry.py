@@ -85,18 +85,43 @@ def check_frame_size(h: int, w: int, source: str = "image") -> None:
 
 
 def to_model(x: torch.Tensor, geometry: Geometry) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Frames (N, 3, H, W) in [0, 1] -> model input and the valid (h, w) region in it.
+    """Frames (N, 3, H, W), float in [0, 1] or uint8, -> float model input and the valid
+    (h, w) region in it.
 
     Shape: x (N, 3, H, W) -> (N, 3, h', w') with h' >= h, w' >= w (padding only for ``pad``).
     """
     h, w = x.shape[-2:]
     sh, sw = geometry.scaled_size(h, w)
     if (sh, sw) != (h, w):
-        x = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+        x = _resize_uint8(x, (sh, sw)) if x.dtype == torch.uint8 else _resize(x, (sh, sw))
+    elif x.dtype == torch.uint8:
+        x = as_float(x)
     if geometry.mode == "pad" and geometry.size is not None and (sh, sw) != geometry.size:
         th, tw = geometry.size
         x = F.pad(x, (0, tw - sw, 0, th - sh), mode="replicate")
     return x, (sh, sw)
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 -> float32 0..1; float stays."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+
+
+def _resize_uint8(x: torch.Tensor, size: tuple[int, int], cols: int = 512) -> torch.Tensor:
+    """The same antialiased resize for a uint8 frame without a float copy of it: the filter is
+    separable, so the height pass runs on float column strips, the width pass on the short
+    result. Shape: x (N, 3, H, W) uint8 -> (N, 3, size[0], size[1]) float."""
+    n, c, h, w = x.shape
+    tall = torch.empty((n, c, size[0], w), dtype=torch.float32)
+    for c0 in range(0, w, cols):
+        strip = as_float(x[..., c0:c0 + cols])
+        tall[..., c0:c0 + cols] = F.interpolate(strip, size=(size[0], strip.shape[-1]), mode="bilinear",
+                                                align_corners=False, antialias=True)
+    return _resize(tall, size)
 
 
 def _taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,8 +134,10 @@ def _taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def upsample_strips(probs: torch.Tensor, u: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear upsampling of class probabilities (then argmax) and of U to ``size``, a strip of
-    rows at a time: exact F.interpolate(bilinear, align_corners=False) in bounded memory.
+    """Bilinear upsampling of class probabilities (then argmax) and of U to ``size`` in
+    bounded memory: F.interpolate(bilinear, align_corners=False), done separably (along the
+    width once, then along the height a strip of rows at a time), so no C x H x W array of
+    the full frame is ever held.
 
     Shape: probs (C, h, w), u (h, w) -> labels (H, W) int64, U (H, W) float32.
     """
@@ -118,21 +145,36 @@ def upsample_strips(probs: torch.Tensor, u: torch.Tensor, size: tuple[int, int])
     big_h, big_w = size
     if (h, w) == (big_h, big_w):
         return probs.argmax(0).numpy().astype(np.int64), u.numpy().astype(np.float32, copy=False)
+    stack = torch.cat([probs, u[None]], 0).float()[None]  # (1, C + 1, h, w)
+    wide = F.interpolate(stack, size=(h, big_w), mode="bilinear", align_corners=False)[0]  # (C + 1, h, W)
     y0, y1, ay = _taps(big_h, h)
-    x0, x1, ax = _taps(big_w, w)
-    x0t, x1t, axt = torch.from_numpy(x0), torch.from_numpy(x1), torch.from_numpy(ax)
     labels = np.empty((big_h, big_w), np.int64)
     unc = np.empty((big_h, big_w), np.float32)
-    stack = torch.cat([probs, u[None]], 0).float()  # (C + 1, h, w)
     rows = max(1, STRIP_ELEMENTS // ((c + 1) * max(big_w, 1)))
     for r0 in range(0, big_h, rows):
         r1 = min(big_h, r0 + rows)
         a = torch.from_numpy(ay[r0:r1]).view(1, -1, 1)
-        v = stack[:, torch.from_numpy(y0[r0:r1])] * (1 - a) + stack[:, torch.from_numpy(y1[r0:r1])] * a  # (C+1, rows, w)
-        full = v[..., x0t] * (1 - axt) + v[..., x1t] * axt  # (C+1, rows, W)
-        labels[r0:r1] = full[:c].argmax(0).numpy()
+        top = wide.index_select(1, torch.from_numpy(y0[r0:r1]))
+        bottom = wide.index_select(1, torch.from_numpy(y1[r0:r1]))
+        full = top.mul_(1 - a).add_(bottom.mul_(a))  # (C + 1, rows, W)
+        labels[r0:r1] = _argmax0(full[:c]).numpy()
         unc[r0:r1] = full[c].numpy()
     return labels, unc
+
+
+def _argmax0(x: torch.Tensor) -> torch.Tensor:
+    """argmax over the first dimension (first maximum wins), as a running comparison: much
+    faster than ``argmax(0)`` over a strided (C, rows, W) block on a CPU.
+
+    Shape: x (C, R, W) -> (R, W) int64.
+    """
+    best = x[0].clone()
+    idx = torch.zeros(best.shape, dtype=torch.int64)
+    for k in range(1, x.shape[0]):
+        better = x[k] > best
+        best = torch.where(better, x[k], best)
+        idx.masked_fill_(better, k)
+    return idx
 
 
 def aa_resize_matrix(in_size: torch.Tensor, out_size: int) -> torch.Tensor:

@@ -15,7 +15,9 @@ import torch
 
 
 def as_batch(image: Any) -> tuple[torch.Tensor, bool]:
-    """Any accepted input -> (float32 tensor (N, 3, H, W) in [0, 1] on the CPU, batched?)."""
+    """Any accepted input -> (tensor (N, 3, H, W) on the CPU, batched?): float32 in [0, 1],
+    or uint8 (0..255) for uint8 images, which stay uint8 until they are resized (a 4000x6000
+    frame is 72 MB as uint8, 288 MB as float)."""
     if isinstance(image, (str, os.PathLike)):
         from ..data.imageio import read_image
 
@@ -23,7 +25,8 @@ def as_batch(image: Any) -> tuple[torch.Tensor, bool]:
     if hasattr(image, "mode") and hasattr(image, "convert"):  # PIL image
         image = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
     if isinstance(image, np.ndarray):
-        return check_range(_array_to_tensor(image).unsqueeze(0)), False
+        t = _array_to_tensor(image).unsqueeze(0)
+        return (t if t.dtype == torch.uint8 else check_range(t)), False
     if isinstance(image, torch.Tensor):
         t = image.detach()
         batched = t.ndim == 4
@@ -32,13 +35,12 @@ def as_batch(image: Any) -> tuple[torch.Tensor, bool]:
         if t.ndim != 4 or t.shape[1] != 3:
             raise ValueError(f"expected a tensor (3, H, W) or (N, 3, H, W), got shape {tuple(image.shape)}")
         t = t.cpu()
-        t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
-        return check_range(t), batched
+        return (t.contiguous() if t.dtype == torch.uint8 else check_range(t.float())), batched
     raise TypeError(f"cannot predict on {type(image).__name__}: pass a path, a PIL image, an HxWx3 uint8 array or a float tensor")
 
 
 def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """Shape: (H, W), (H, W, 3) or (H, W, 4) -> (3, H, W) float."""
+    """Shape: (H, W), (H, W, 3) or (H, W, 4) -> (3, H, W) uint8 or float."""
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
@@ -48,7 +50,7 @@ def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:
         arr = np.array(arr, order="C")  # torch.from_numpy needs a writable, contiguous buffer
     t = torch.from_numpy(arr).permute(2, 0, 1)
     if arr.dtype == np.uint8:
-        return t.float() / 255.0
+        return t
     if np.issubdtype(arr.dtype, np.floating):
         return t.float()
     raise ValueError(f"expected a uint8 (0..255) or float (0..1) array, got {arr.dtype}")

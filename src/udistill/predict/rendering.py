@@ -21,6 +21,7 @@ from ..errors import UdistillError
 from ..io import atomic_write_bytes
 
 HEATMAP = "inferno"
+ROWS = 256  # rows per band when drawing large frames
 _LUT: dict[str, np.ndarray] = {}
 
 
@@ -34,10 +35,16 @@ def colormap_lut(cmap: str = HEATMAP) -> np.ndarray:
 
 
 def heatmap(u: np.ndarray, vmax: float = 1.0, cmap: str = HEATMAP, vmin: float = 0.0) -> np.ndarray:
-    """(H, W) values on the scale vmin..vmax -> (H, W, 3) uint8 colours of ``cmap``."""
+    """(H, W) values on the scale vmin..vmax -> (H, W, 3) uint8 colours of ``cmap``
+    (computed a band of rows at a time: no float copy of a large frame)."""
+    u = np.asarray(u)
     span = max(float(vmax) - float(vmin), 1e-12)
-    idx = np.clip((np.asarray(u, np.float32) - float(vmin)) / span, 0.0, 1.0) * 255.0
-    return colormap_lut(cmap)[np.round(idx).astype(np.uint8)]
+    lut = colormap_lut(cmap)
+    out = np.empty((*u.shape, 3), np.uint8)
+    for r0 in range(0, u.shape[0], ROWS):
+        idx = np.clip((u[r0:r0 + ROWS].astype(np.float32) - float(vmin)) / span, 0.0, 1.0) * 255.0
+        out[r0:r0 + ROWS] = lut[np.round(idx).astype(np.uint8)]
+    return out
 
 
 def display_range(stored: Optional[Sequence[float]], u: np.ndarray, override: Optional[float] = None) -> tuple[tuple[float, float], str]:
@@ -51,18 +58,33 @@ def display_range(stored: Optional[Sequence[float]], u: np.ndarray, override: Op
 
 
 def overlay(rgb: np.ndarray, seg_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend (integer arithmetic, so a large frame costs two uint16 copies, not float ones)."""
+    """Blend in integer arithmetic, a band of rows at a time (no float copies of a large frame)."""
     a = int(round(float(alpha) * 256))
-    out = rgb.astype(np.uint16) * (256 - a)
-    out += seg_rgb.astype(np.uint16) * a
-    out += 128
-    return (out >> 8).astype(np.uint8)
+    out = np.empty(rgb.shape, np.uint8)
+    for r0 in range(0, rgb.shape[0], ROWS):
+        band = rgb[r0:r0 + ROWS].astype(np.uint16) * (256 - a)
+        band += seg_rgb[r0:r0 + ROWS].astype(np.uint16) * a
+        band += 128
+        out[r0:r0 + ROWS] = band >> 8
+    return out
+
+
+def segmentation_overlay(rgb: np.ndarray, labels: np.ndarray, scheme: LabelScheme, alpha: float = 0.5) -> np.ndarray:
+    """The image blended with the class colours of ``labels``, colourised band by band.
+
+    Shape: rgb (H, W, 3) uint8, labels (H, W) -> (H, W, 3) uint8.
+    """
+    out = np.empty(rgb.shape, np.uint8)
+    for r0 in range(0, rgb.shape[0], ROWS):
+        out[r0:r0 + ROWS] = overlay(rgb[r0:r0 + ROWS], scheme.colorize(labels[r0:r0 + ROWS]), alpha)
+    return out
 
 
 def draw_colour_bar(img: np.ndarray, lo: float, hi: float, cmap: str = HEATMAP, label: str = "U") -> np.ndarray:
-    """Draw a vertical colour bar for the scale lo..hi into the top-right corner of ``img``.
+    """Draw a vertical colour bar for the scale lo..hi into the top-right corner of ``img``
+    (in place; returned for chaining), with its end values written beside it when there is room.
 
-    Shape: img (H, W, 3) uint8 -> same shape (a modified copy).
+    Shape: img (H, W, 3) uint8 -> the same array.
     """
     from PIL import Image, ImageDraw
 
@@ -71,19 +93,20 @@ def draw_colour_bar(img: np.ndarray, lo: float, hi: float, cmap: str = HEATMAP, 
     bar_w = max(3, w // 40)
     x1, y0 = w - 2, 2
     x0 = max(0, x1 - bar_w)
-    out = np.array(img, copy=True)
     ramp = colormap_lut(cmap)[np.linspace(255, 0, bar_h).round().astype(np.int64)]  # top = hi
-    out[y0:y0 + bar_h, x0:x1] = ramp[:, None, :]
-    if w >= 96 and h >= 48:  # room for the numbers
-        pil = Image.fromarray(out)
-        draw = ImageDraw.Draw(pil)
-        for text, y in ((f"{label} {hi:.3g}", y0), (f"{lo:.3g}", y0 + bar_h - 11)):
+    img[y0:y0 + bar_h, x0:x1] = ramp[:, None, :]
+    if w >= 96 and h >= 48:  # room for the numbers: draw them on a crop of the corner only
+        texts = ((f"{label} {hi:.3g}", y0), (f"{lo:.3g}", y0 + bar_h - 11))
+        left = max(0, x0 - 90)
+        crop = Image.fromarray(np.ascontiguousarray(img[:y0 + bar_h + 2, left:x0]))
+        draw = ImageDraw.Draw(crop)
+        for text, y in texts:
             tw = int(draw.textlength(text))
-            tx = max(0, x0 - tw - 3)
+            tx = max(0, crop.width - tw - 3)
             draw.rectangle((tx - 1, y, tx + tw + 1, y + 10), fill=(0, 0, 0))
             draw.text((tx, y - 1), text, fill=(255, 255, 255))
-        out = np.asarray(pil)
-    return out
+        img[:y0 + bar_h + 2, left:x0] = np.asarray(crop)
+    return img
 
 
 def png_bytes(img) -> bytes:

@@ -30,7 +30,7 @@ from ..progress import progress
 from .api import Prediction, Predictor
 from .geometry import check_frame_size
 from .jobs import Job, plan_inputs
-from .rendering import display_range, draw_colour_bar, heatmap, histogram, overlay, write_label_png, write_rgb_png
+from .rendering import display_range, draw_colour_bar, heatmap, histogram, segmentation_overlay, write_label_png, write_rgb_png
 
 EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 2, 3
 ON_ERROR = ("skip", "stop")
@@ -61,10 +61,10 @@ def predict_image_file(predictor: Predictor, job: Job, out: Path, vmax: Optional
     pred = predictor(rgb)
     (lo, hi), scale_source = display_range(predictor.display_range, pred.uncertainty, vmax)
     base = out / job.key
-    seg = predictor.scheme.colorize(pred.labels)
     write_label_png(base.with_name(base.name + "_seg.png"), pred.labels, predictor.scheme)
     write_rgb_png(base.with_name(base.name + "_uncertainty.png"), heatmap(pred.uncertainty, hi, vmin=lo))
-    write_rgb_png(base.with_name(base.name + "_overlay.png"), draw_colour_bar(overlay(rgb, seg, alpha), lo, hi))
+    write_rgb_png(base.with_name(base.name + "_overlay.png"),
+                  draw_colour_bar(segmentation_overlay(rgb, pred.labels, predictor.scheme, alpha), lo, hi))
     record = {"input": str(job.path), "size": list(pred.labels.shape), "backend": predictor.backend,
               "model_input": predictor.geometry.describe(),
               **_record(predictor, pred),
@@ -80,7 +80,7 @@ def _annotate(rgb: np.ndarray, pred: Prediction, predictor: Predictor, vmax: Opt
     from PIL import Image, ImageDraw
 
     (lo, hi), _ = display_range(predictor.display_range, pred.uncertainty, vmax)
-    left = overlay(rgb, predictor.scheme.colorize(pred.labels), alpha)
+    left = segmentation_overlay(rgb, pred.labels, predictor.scheme, alpha)
     frame = np.concatenate([left, draw_colour_bar(heatmap(pred.uncertainty, hi, vmin=lo), lo, hi)], axis=1)
     if pred.is_ood:
         b = max(2, min(frame.shape[:2]) // 40)
