@@ -99,10 +99,8 @@ def make_scheme(meta: dict, num_classes: int) -> LabelScheme:
 
 
 def _resolve_device(device):
-    try:
-        from ..device import resolve_device
-    except ImportError:  # before the device module exists
-        from ..train.loop import resolve_device
+    from ..device import resolve_device
+
     return device if isinstance(device, torch.device) else resolve_device(device or "auto")
 
 
