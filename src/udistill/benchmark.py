@@ -8,14 +8,14 @@ forward pass does not depend on the weights; ``encoder_weights`` is ignored):
 - ``student_light``: the shared-trunk student (``model.uncertainty_head: light``);
 - ``ensemble``: F = ``teacher.members`` baselines and their softmax statistics
   (:class:`udistill.ensemble.Ensemble`: mean, std, mutual information);
-- ``mc_dropout``: T = ``evaluate.mc_samples`` passes of the baseline with dropout active
-  (rate ``model.dropout``, or ``evaluate.mc_dropout`` when that is 0) and their statistics.
+- ``mc_dropout``: :class:`udistill.mc_dropout.MCDropout`, the definition evaluation uses:
+  encoder and decoder once, T = ``evaluate.mc_samples`` seeded dropout samples of the head
+  (rate ``model.dropout``, or ``evaluate.mc_dropout`` when that is 0), and their statistics.
 
 Backends: PyTorch eager (``torch.inference_mode``) and onnxruntime (each model exported
 with :func:`udistill.export.export_model`; CUDA provider when the device is a GPU and
-onnxruntime has it, else CPU). In onnxruntime the ensemble is F sessions and MC dropout T
-runs of the baseline session (an exported graph has no active dropout; its cost is
-negligible) followed by the same statistics in numpy.
+onnxruntime has it, else CPU). In onnxruntime the ensemble is F sessions followed by the
+same statistics in numpy; MC dropout is PyTorch only (null for onnxruntime).
 
 Protocol: ``warmup`` untimed calls per model (one for ensemble / MC dropout, which are
 already F / T passes), then ``repeats`` timed rounds in which every model runs once in turn
@@ -86,9 +86,10 @@ def device_name(dev: torch.device) -> str:
 
 
 def _torch_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str]) -> dict[str, Callable]:
-    from .ensemble import Ensemble, RunningMoments
+    from .ensemble import Ensemble
     from .export import OnnxWrapper
-    from .models.build import build_model, enable_dropout
+    from .mc_dropout import MCDropout, mc_dropout_rate
+    from .models.build import build_model
 
     mcfg = dataclasses.replace(cfg.model, encoder_weights=None)
     runners: dict[str, Callable] = {}
@@ -105,19 +106,11 @@ def _torch_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, m
             members.append(build_model(mcfg, num_classes, "prediction"))
         runners["ensemble"] = Ensemble(members, temperature=cfg.distill.temperature).to(dev).eval()
     if "mc_dropout" in models:
-        rate = cfg.model.dropout if cfg.model.dropout > 0 else cfg.evaluate.mc_dropout
+        # the evaluated definition (udistill.mc_dropout): encoder/decoder once, T head samples
+        rate = mc_dropout_rate(cfg.model.dropout, cfg.evaluate.mc_dropout)
         torch.manual_seed(0)
-        mc = build_model(dataclasses.replace(mcfg, dropout=rate), num_classes, "prediction").to(dev).eval()
-        enable_dropout(mc)
-        t_samples = cfg.evaluate.mc_samples
-
-        def mc_dropout(x: torch.Tensor):
-            mom = RunningMoments()
-            for _ in range(t_samples):
-                mom.update(torch.softmax(mc(x).logits.float(), 1))
-            return mom.result()
-
-        runners["mc_dropout"] = mc_dropout
+        base = build_model(dataclasses.replace(mcfg, dropout=rate), num_classes, "prediction").to(dev).eval()
+        runners["mc_dropout"] = MCDropout(base, rate, cfg.evaluate.mc_samples, cfg.evaluate.mc_seed)
     return runners
 
 
@@ -170,8 +163,9 @@ def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, mod
     if "ensemble" in models:
         f = cfg.teacher.members
         runners["ensemble"] = stats([session(files["baseline"]) for _ in range(f)], f)
-    if "mc_dropout" in models:
-        runners["mc_dropout"] = stats([base_sess], cfg.evaluate.mc_samples)
+    # MC dropout is not timed here: its definition samples only the head on one feature map
+    # (udistill.mc_dropout), which one exported graph cannot express; T full passes of the
+    # baseline session would time another method (its torch latency is reported)
     return runners, providers
 
 
