@@ -26,6 +26,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from .config import ExperimentConfig, save_config, to_dict
 from .data.from_config import dataset_for, parse_shifts
 from .data.labels import IGNORE_INDEX, SCHEMES, map_probabilities
 from .distill import control_dir, student_dir
-from .ensemble import Ensemble, member_dir
+from .ensemble import Ensemble, RunningMoments, member_dir
 from .errors import CheckpointError
 from .io import atomic_write_json
 from .mc_dropout import MCDropout, mc_dropout_rate
@@ -134,9 +135,8 @@ def run_predictors(models: EvaluatedModels, images: torch.Tensor, batch_seed: in
         out = model(images)
         return PredictorOutput(torch.softmax(out.logits.float(), 1), None if out.sigma is None else out.sigma.float())
 
-    ens = models.ensemble(images)
-    outs = {"baseline": single(models.baseline), "teacher": PredictorOutput(ens.mean, ens.std, ens.mutual_info),
-            "student": single(models.student)}
+    ens = teacher_with_halves(models.ensemble, images)
+    outs = {"baseline": single(models.baseline), "teacher": ens, "student": single(models.student)}
     if models.mc is not None:
         outs["mc_dropout"] = models.mc(images, seed=models.mc.seed * 1_000_003 + batch_seed)
     if models.student_light is not None:
@@ -144,6 +144,35 @@ def run_predictors(models: EvaluatedModels, images: torch.Tensor, batch_seed: in
     if models.control is not None:
         outs["control"] = single(models.control)
     return outs
+
+
+class TeacherOutput(NamedTuple):
+    """The ensemble's output plus U of each half of its members (for the noise ceiling).
+
+    Shape: probs, spread (N, C, H, W); mutual_info, u_half_a, u_half_b (N, H, W)."""
+
+    probs: torch.Tensor
+    spread: torch.Tensor
+    mutual_info: torch.Tensor
+    u_half_a: torch.Tensor | None = None
+    u_half_b: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def teacher_with_halves(ensemble: Ensemble, images: torch.Tensor) -> TeacherOutput:
+    """M, Σ, MI of all members, and U (mean Σ over classes) of the first and second half of
+    the members, in one pass over the members. How well one half's U predicts the other's
+    measures the noise of the F-member estimate, which caps any student's agreement."""
+    whole, a, b = RunningMoments(), RunningMoments(), RunningMoments()
+    half = len(ensemble) // 2
+    for k, p in enumerate(ensemble.member_probs(images)):
+        whole.update(p)
+        if half:
+            (a if k < half else b).update(p)
+    r = whole.result()
+    if not half:
+        return TeacherOutput(r.mean, r.std, r.mutual_info)
+    return TeacherOutput(r.mean, r.std, r.mutual_info, a.result().std.mean(1), b.result().std.mean(1))
 
 
 class SetAccumulator:
@@ -166,15 +195,17 @@ class SetAccumulator:
         self.pixel_student = {m.key: binned() for m in methods} if pixel else None
         self.sigma2d = SigmaHistogram2D(high=0.25) if pixel else None
         self.agree = CorrelationMeter() if pixel else None
+        self.ceiling = CorrelationMeter(per_class_samples=0) if pixel else None  # U of half the members vs the other half
         self.unc_who = tuple(p for p in ("teacher", "student", "student_light") if p in predictors)
         self.unc_sum = {k: torch.zeros(model_classes, dtype=torch.float64) for k in self.unc_who}
         self.unc_cnt = {k: torch.zeros(model_classes, dtype=torch.float64) for k in self.unc_who}
         self.examples: list[dict] = []
         self.max_examples = examples
 
-    def update(self, batch: dict, probs: dict, maps: dict, model_preds: dict) -> None:
+    def update(self, batch: dict, probs: dict, maps: dict, model_preds: dict, halves=None) -> None:
         """probs: per predictor in the data's label space (N, C', H, W); maps: per method (N, H, W);
-        model_preds: per predictor, argmax in the model's own classes (N, H, W)."""
+        model_preds: per predictor, argmax in the model's own classes (N, H, W); halves: U of
+        each half of the ensemble's members (N, H, W) or None."""
         target = batch["label"]
         preds = {p: probs[p].argmax(1) for p in self.predictors}
         for p in self.predictors:
@@ -194,6 +225,8 @@ class SetAccumulator:
                 self.pixel_student[m.key].update(maps[m.key], wrong_student, target=target)
             self.sigma2d.update(maps["ensemble_std"], maps["student_sigma"], wrong_student, valid=valid)
             self.agree.update(maps["student_sigma"], maps["ensemble_std"], cls=target, valid=valid)
+            if halves is not None:
+                self.ceiling.update(halves[0].float().cpu(), halves[1].float().cpu(), valid=valid)
         for who in self.unc_who:
             pred = model_preds[who].cpu().flatten()
             u = maps[PRIMARY[who]].double().flatten()
@@ -229,7 +262,9 @@ def evaluate_set(models: EvaluatedModels, dataset, device, acc: SetAccumulator, 
         model_preds = {p: o.probs.argmax(1) for p, o in outs.items()}
         if data_scheme and data_scheme != models.scheme:
             probs = {k: map_probabilities(v, models.scheme, data_scheme) for k, v in probs.items()}
-        acc.update(batch, {k: v.cpu() for k, v in probs.items()}, maps, model_preds)
+        t = outs["teacher"]
+        halves = (t.u_half_a, t.u_half_b) if t.u_half_a is not None else None
+        acc.update(batch, {k: v.cpu() for k, v in probs.items()}, maps, model_preds, halves)
         seen += images.shape[0]
     return acc
 
@@ -324,9 +359,17 @@ def operating_points(alarms: dict, in_scores: dict, shifted: dict) -> dict:
 
 
 def agreement_results(acc: SetAccumulator) -> dict:
+    """Student U against teacher U: Pearson / Spearman (overall, per class), the scale per
+    decile, binned means, and the teacher's own noise ceiling: ``teacher_half_pearson`` (U of
+    half the members against U of the other half) and ``pearson_ceiling`` = sqrt(2r / (1 + r))
+    (Spearman-Brown: the correlation a perfect predictor of the infinite-ensemble U would
+    reach with this F-member U)."""
     agree = acc.agree.compute()
     agree["scale_ratio_by_decile"] = acc.agree.ratio_by_decile()
     agree["binned_means"] = acc.agree.binned_means()
+    r = acc.ceiling.compute()["pearson"] if acc.ceiling is not None else math.nan
+    agree["teacher_half_pearson"] = r
+    agree["pearson_ceiling"] = math.sqrt(2 * r / (1 + r)) if r == r and r > 0 else math.nan
     return agree
 
 

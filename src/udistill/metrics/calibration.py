@@ -53,7 +53,7 @@ class PredictorCalibration:
     @torch.no_grad()
     def update(self, probs: Any, target: Any) -> None:
         """Shape: probs (N, C, H, W); target (N, H, W)."""
-        p = torch.as_tensor(probs).double()
+        p = torch.as_tensor(probs).float()
         t = torch.as_tensor(target).long().to(p.device)
         c = p.shape[1]
         keep = (t != self.ignore_index) & (t >= 0) & (t < c)
@@ -62,9 +62,10 @@ class PredictorCalibration:
         pk = p.movedim(1, -1)[keep]  # (P, C)
         tk = t[keep]
         conf, pred = pk.max(1)
+        conf = conf.double()
         correct = (pred == tk).double()
-        p_true = pk.gather(1, tk[:, None]).squeeze(1)
-        brier = (pk * pk).sum(1) - 2 * p_true + 1
+        p_true = pk.gather(1, tk[:, None]).squeeze(1).double()
+        brier = (pk.double() ** 2).sum(1) - 2 * p_true + 1
         nll = -torch.log(p_true.clamp_min(1e-12))
         self._sums += np.array([float(tk.numel()), float(brier.sum()), float(nll.sum())])
         k = self.ece_bins

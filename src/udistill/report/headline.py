@@ -70,9 +70,12 @@ def headline_rows(results: Mapping) -> list[dict]:
     ag = results.get("agreement") or {}
     ratios = [_num(d.get("median_ratio")) for d in ag.get("scale_ratio_by_decile") or []]
     ratios = [r for r in ratios if r is not None]
-    rows.append({"what": "σ fidelity: Pearson of student U with ensemble U", "student": _num(ag.get("pearson")), "ensemble": 1.0,
-                 "student_by": "student_sigma", "ensemble_by": "ensemble_std",
-                 "note": f"scale ratio per decile {min(ratios):.2f}–{max(ratios):.2f} (1 = same scale)" if ratios else ""})
+    ceiling = _num(ag.get("pearson_ceiling"))
+    note = f"scale ratio per decile {min(ratios):.2f}–{max(ratios):.2f} (1 = same scale)" if ratios else ""
+    if ceiling is not None:
+        note += f"; the teacher's own noise caps it at ≈ {ceiling:.3f} (half-vs-half {ag['teacher_half_pearson']:.3f})"
+    rows.append({"what": "σ fidelity: Pearson of student U with ensemble U", "student": _num(ag.get("pearson")), "ensemble": None,
+                 "student_by": "student_sigma", "ensemble_by": "ensemble_std", "note": note})
     for name, s in (results.get("shifts") or {}).items():
         st, sw = _best_ood(s.get("ood"), SIDES["student"])
         en, ew = _best_ood(s.get("ood"), SIDES["ensemble"])
