@@ -1,18 +1,26 @@
-"""One writer per run folder: a lock file held with ``flock`` while a stage writes.
+"""One writer per run folder and per stage: lock files held with ``flock`` while a stage writes.
 
 Why: two ``udistill experiment`` runs on one ``out_dir`` would both train member 0 and
-overwrite each other's checkpoints. The lock is ``<run>/.udistill.lock``; it holds the
-holder's pid, host, command and start time, so a second writer is refused with a message
-naming the holder.
+overwrite each other's checkpoints. But members are also meant to be trained by independent
+jobs at once (``train-teacher --member K`` on a cluster). So there are two levels:
 
-Why ``flock``: the kernel releases the lock when its process dies, however it dies (SIGKILL,
-OOM, power off of a client), so a lock left behind by a killed run is simply free: the next
-writer takes it over atomically, with no pid probing and no race between two takers. The
-file's stale content then only tells whom it belonged to (reported as a takeover).
+- the run: ``<run>/.udistill.lock``, held *exclusively* by ``experiment`` and ``evaluate``
+  (they write everywhere in the run) and *shared* by every stage job;
+- a stage: ``<run>/.locks/<stage>.lock`` (``member-3``, ``student``, ``student-light``),
+  held exclusively by the job writing that stage.
 
-The lock is re-entrant inside one process (``run_experiment`` holds it while calling the
-stages that take it too). Under ``torchrun`` only rank 0 takes it: the ranks of one job are
-one writer.
+Two experiments on one run, an experiment and a ``distill`` on it, or two jobs training
+member 3 exclude each other; jobs training members 2 and 3 do not. A refused writer gets a
+message naming the holder (pid, host, command, start time), which each exclusive holder
+writes into its lock file.
+
+Why ``flock``: the kernel releases a lock when its process dies, however it dies (SIGKILL,
+OOM), so a lock left by a killed run is simply free: the next writer takes it over
+atomically, with no pid probing and no race between two takers; the stale content only tells
+whom it belonged to (reported as a takeover). Lock files are removed when released.
+
+Locks are re-entrant inside one process (``run_experiment`` holds the run while calling the
+stages). Under ``torchrun`` only rank 0 locks: the ranks of one job are one writer.
 """
 
 from __future__ import annotations
@@ -31,17 +39,17 @@ from typing import Callable, Iterator, Optional
 from .errors import UdistillError
 
 LOCK_NAME = ".udistill.lock"
+STAGE_LOCKS = ".locks"
 
-_held: dict[str, list] = {}  # resolved run folder -> [file object, depth]
+_held: dict[str, list] = {}  # lock file path -> [file object, depth, exclusive]
 
 
 class RunLockedError(UdistillError):
-    """Another process is writing to the run folder."""
+    """Another process is writing to the run folder or the stage."""
 
 
-def holder(run_dir: str | os.PathLike) -> Optional[dict]:
-    """The recorded holder of ``run_dir``'s lock file ({} if unreadable, None if no file)."""
-    path = Path(run_dir) / LOCK_NAME
+def _read(path: Path) -> Optional[dict]:
+    """The holder recorded in a lock file ({} if empty or unreadable, None if no file)."""
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
@@ -55,81 +63,140 @@ def holder(run_dir: str | os.PathLike) -> Optional[dict]:
         return {}
 
 
+def holder(run_dir: str | os.PathLike) -> Optional[dict]:
+    """The recorded exclusive holder of the run folder's lock."""
+    return _read(Path(run_dir) / LOCK_NAME)
+
+
 def _describe(info: Optional[dict]) -> str:
     if not info:
-        return "an unknown process"
+        return "another udistill process"
     started = info.get("started")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, (int, float)) else "?"
-    return f"pid {info.get('pid', '?')} on host {info.get('host', '?')} ({info.get('command', '?')}, since {when})"
+    stage = f", stage {info['stage']}" if info.get("stage") else ""
+    return f"pid {info.get('pid', '?')} on host {info.get('host', '?')} ({info.get('command', '?')}{stage}, since {when})"
+
+
+def _stage_holders(run: Path) -> str:
+    infos = [_read(p) for p in sorted((run / STAGE_LOCKS).glob("*.lock"))]
+    named = [_describe(i) for i in infos if i]
+    return "; ".join(named) if named else "another udistill process"
 
 
 def _is_rank0() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike, log: Callable[[str], None] | None = None) -> Iterator[Path]:
-    """Hold ``run_dir``'s lock for the ``with`` block; :class:`RunLockedError` if another
-    live process holds it. A lock left by a dead process is taken over (and ``log``-ged).
-    The lock file is removed on release (a clean run leaves nothing behind)."""
-    run = Path(run_dir)
-    if not _is_rank0():
-        yield run
-        return
-    created = not run.exists()
-    run.mkdir(parents=True, exist_ok=True)
-    key = str(run.resolve())
-    if key in _held:
-        _held[key][1] += 1
-        try:
-            yield run
-        finally:
-            _held[key][1] -= 1
-        return
-    path = run / LOCK_NAME
-    fh = _acquire(path, run)
-    try:
-        previous = holder(run)
-        if previous and previous.get("pid") != os.getpid():
-            (log or _warn)(f"{run}: taking over the lock of {_describe(previous)}, which is no longer running")
-        fh.seek(0)
-        fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200], "started": time.time()}))
-        fh.flush()
-        _held[key] = [fh, 1]
-        yield run
-    finally:
-        _held.pop(key, None)
-        # unlink while still holding the lock, then release: a process that opened the old
-        # file meanwhile sees (in _acquire) that it is no longer the lock file and retries
-        with contextlib.suppress(OSError):
-            path.unlink()
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        fh.close()
-        if created:  # a stage that failed before writing anything leaves no empty run folder
-            with contextlib.suppress(OSError):
-                run.rmdir()
+def _me(stage: Optional[str]) -> str:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "stage": stage,
+                       "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200], "started": time.time()})
 
 
-def _acquire(path: Path, run: Path):
-    """Open and flock ``path``; retry if the file was replaced meanwhile."""
+def _open_locked(path: Path, exclusive: bool):
+    """Open and flock ``path`` (non-blocking); None if another process holds it. Retries when
+    the file was removed and recreated between our open and flock."""
     for _ in range(100):
+        path.parent.mkdir(exist_ok=True)  # .locks/ may have been removed by a finishing stage
         fh = open(path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except OSError:
             fh.close()
-            raise RunLockedError(f"{run}: run folder is in use by {_describe(holder(run))}; wait for it to finish "
-                                 f"or use another out_dir") from None
+            return None
         try:
             same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
         except FileNotFoundError:
             same = False
         if same:
             return fh
-        fh.close()  # the holder released and removed it between our open and flock: retry
-    raise RunLockedError(f"{run}: cannot take the run folder lock {path} (it keeps changing)")
+        fh.close()
+    raise RunLockedError(f"{path}: cannot take the lock (the file keeps changing)")
+
+
+@contextlib.contextmanager
+def _hold(path: Path, exclusive: bool, stage: Optional[str], refuse: Callable[[], str], log) -> Iterator[None]:
+    key = str(path.resolve())
+    if key in _held and (_held[key][2] or not exclusive):
+        _held[key][1] += 1
+        try:
+            yield
+        finally:
+            _held[key][1] -= 1
+        return
+    fh = _open_locked(path, exclusive)
+    if fh is None:
+        raise RunLockedError(refuse())
+    try:
+        previous = _read(path)
+        if previous and previous.get("pid") != os.getpid():
+            log(f"{path.parent}: taking over the lock of {_describe(previous)}, which is no longer running")
+        if exclusive or previous:
+            fh.seek(0)
+            fh.truncate()  # shared holders only clear a dead holder's record
+        if exclusive:
+            fh.write(_me(stage))
+            fh.flush()
+        _held[key] = [fh, 1, exclusive]
+        yield
+    finally:
+        _held.pop(key, None)
+        _release(path, fh, exclusive)
+
+
+def _release(path: Path, fh, exclusive: bool) -> None:
+    """Remove the lock file while holding it exclusively (a shared holder tries to become the
+    last one), then unlock: anyone who opened the old file sees in _open_locked that it is gone."""
+    try:
+        if not exclusive:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(OSError):
+            path.unlink()
+    except OSError:
+        pass  # other shared holders remain: the file stays
+    finally:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike, stage: Optional[str] = None,
+             log: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Hold the run (``stage`` None: exclusively) or one stage of it (the run shared, the
+    stage exclusively) for the ``with`` block; :class:`RunLockedError` naming the holder if
+    another live process is in the way. Locks of dead processes are taken over (``log``-ged)."""
+    run = Path(run_dir)
+    log = log or _warn
+    if not _is_rank0():
+        yield run
+        return
+    created = not run.exists()
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        if stage is None:
+            with _hold(run / LOCK_NAME, True, None, lambda: _refusal(run, None), log):
+                yield run
+            return
+        with _hold(run / LOCK_NAME, False, stage, lambda: _refusal(run, None), log):
+            (run / STAGE_LOCKS).mkdir(exist_ok=True)
+            try:
+                with _hold(run / STAGE_LOCKS / f"{stage}.lock", True, stage, lambda: _refusal(run, stage), log):
+                    yield run
+            finally:
+                with contextlib.suppress(OSError):
+                    (run / STAGE_LOCKS).rmdir()  # only when empty
+    finally:
+        if created:  # a stage that failed before writing anything leaves no empty run folder
+            with contextlib.suppress(OSError):
+                run.rmdir()
+
+
+def _refusal(run: Path, stage: Optional[str]) -> str:
+    if stage is not None:
+        who = _describe(_read(run / STAGE_LOCKS / f"{stage}.lock"))
+        return f"{run}: stage {stage} is being written by {who}; wait for it to finish or use another out_dir"
+    info = holder(run)
+    who = _describe(info) if info else _stage_holders(run)
+    return f"{run}: run folder is in use by {who}; wait for it to finish or use another out_dir"
 
 
 def _warn(msg: str) -> None:
@@ -137,7 +204,8 @@ def _warn(msg: str) -> None:
 
 
 def locks_run(fn: Callable) -> Callable:
-    """Decorator for a stage ``fn(cfg, ...)`` that writes under ``cfg.out_dir``: holds the lock."""
+    """Decorator for a stage ``fn(cfg, ...)`` that writes all over ``cfg.out_dir``: holds the
+    run exclusively (``run_experiment``)."""
 
     @functools.wraps(fn)
     def wrapper(cfg, *args, **kwargs):
@@ -145,3 +213,18 @@ def locks_run(fn: Callable) -> Callable:
             return fn(cfg, *args, **kwargs)
 
     return wrapper
+
+
+def locks_stage(stage_of: Callable) -> Callable:
+    """Decorator for a stage ``fn(cfg, ...)``: holds the stage named ``stage_of(cfg, *args,
+    **kwargs)`` (and the run, shared) while it runs."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(cfg, *args, **kwargs):
+            with run_lock(cfg.out_dir, stage=stage_of(cfg, *args, **kwargs)):
+                return fn(cfg, *args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -53,9 +53,10 @@ def data_meta(dataset) -> dict:
 def train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> Path:
     """Train member ``k`` into ``out_dir/members/member-k`` (skipped when already finished).
 
-    The lock is the member's own folder, not the run's: members are independent jobs (a
-    cluster trains them at once); two writers of the *same* member are refused."""
-    with run_lock(member_dir(cfg.out_dir, k)):
+    The lock is the member's stage, not the whole run: members are independent jobs (a
+    cluster trains them at once); two writers of the *same* member are refused, and so is a
+    member job while ``experiment``/``distill``/``evaluate`` hold the run (see runlock)."""
+    with run_lock(cfg.out_dir, stage=f"member-{k}"):
         return _train_member(cfg, k, device)
 
 

@@ -196,3 +196,50 @@ def test_two_processes_racing_for_a_free_lock_get_one_winner(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code, str(run), str(start)], stdout=subprocess.PIPE, text=True) for _ in range(3)]
     results = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert results == ["refused", "refused", "won"]
+
+
+def test_member_jobs_run_side_by_side_but_not_beside_a_run_writer(tmp_path):
+    """Two jobs training different members share the run; the same member, or a member
+    beside an experiment (which holds the whole run), is refused naming the holder."""
+    run = tmp_path / "run"
+    code = textwrap.dedent("""
+        import sys, time
+        from udistill.runlock import run_lock
+        stage = sys.argv[2] if sys.argv[2] != "-" else None
+        with run_lock(sys.argv[1], stage=stage):
+            print("locked", flush=True)
+            time.sleep(120)
+    """)
+
+    def hold(stage):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(run), stage or "-"], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "locked"
+        return proc
+
+    member2 = hold("member-2")
+    try:
+        with run_lock(run, stage="member-3"):  # another member: fine
+            pass
+        with pytest.raises(RunLockedError, match=rf"stage member-2 is being written by pid {member2.pid}"):
+            with run_lock(run, stage="member-2"):
+                pass
+        with pytest.raises(RunLockedError, match=rf"run folder is in use by pid {member2.pid} .*stage member-2"):
+            with run_lock(run):  # experiment / distill / evaluate
+                pass
+    finally:
+        member2.kill()
+        member2.wait()
+    experiment = hold(None)
+    try:
+        with pytest.raises(RunLockedError, match=rf"run folder is in use by pid {experiment.pid}"):
+            with run_lock(run, stage="member-0"):
+                pass
+    finally:
+        experiment.kill()
+        experiment.wait()
+    messages = []
+    with run_lock(run, stage="member-0", log=messages.append):  # the killed holders' locks are free again
+        pass
+    assert f"pid {experiment.pid}" in messages[0] and "no longer running" in messages[0]
+    assert not (run / LOCK_NAME).exists()
+    assert [p.name for p in (run / ".locks").iterdir()] == ["member-2.lock"]  # the killed member job's, free to take
