@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("checkpoint", help="student checkpoint file, its folder, or the run folder")
     pr.add_argument("inputs", nargs="+")
     pr.add_argument("--out", required=True)
-    pr.add_argument("--score", default="median_plus_min_over_max", help="image score for the OOD flag")
+    pr.add_argument("--score", default=None, help="image score for the OOD flag (default: the calibrated alarm's, chosen on validation shifts)")
     pr.add_argument("--threshold", type=float, default=None, help="override the calibrated OOD threshold")
     pr.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     pr.add_argument("--onnx", default=None, help="ONNX file for --backend onnxruntime (default: CHECKPOINT with .onnx)")

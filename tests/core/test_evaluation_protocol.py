@@ -163,3 +163,15 @@ def test_registry_names_every_method_once_and_keeps_the_old_keys():
     assert old <= set(keys) and {"ensemble_entropy", "ensemble_msp", "student_entropy", "student_light_entropy"} <= set(keys)
     assert all(m.predictor in PREDICTORS for m in METHODS)
     assert {m.key for m in methods_for(("baseline",))} == {"baseline_msp", "baseline_entropy"}
+
+
+def test_predict_defaults_to_the_alarm_score_chosen_on_validation_shifts():
+    from udistill.metrics import IMAGE_SCORES
+    from udistill.predict import Predictor
+
+    student = to_student(build_model(MODEL, 3), "prediction+uncertainty").eval()
+    meta = {"classes": ["a", "b", "c"], "ood": {"score": "mean", "thresholds": {s: 0.1 * (i + 1) for i, s in enumerate(IMAGE_SCORES)}}}
+    p = Predictor.from_model(student, meta, native=True)
+    assert p.score == "mean" and p.threshold == pytest.approx(0.2)
+    old = Predictor.from_model(student, {"classes": ["a", "b", "c"], "ood": {"thresholds": {"median_plus_min_over_max": 0.7}}}, native=True)
+    assert old.score == "median_plus_min_over_max" and old.threshold == pytest.approx(0.7)  # checkpoints calibrated before

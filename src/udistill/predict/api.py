@@ -109,8 +109,11 @@ class Predictor:
     (or :meth:`from_model` for an in-memory model, :meth:`from_onnx` for an export)."""
 
     def __init__(self, infer: Infer, meta: dict, num_classes: int, has_uncertainty: bool,
-                 score: str = DEFAULT_SCORE, threshold: Optional[float] = None, backend: str = "torch",
+                 score: Optional[str] = None, threshold: Optional[float] = None, backend: str = "torch",
                  source: str = "model", geometry: Geometry = Geometry()):
+        if score is None:  # the alarm's own score, chosen on validation shifts by `udistill calibrate`
+            ood = meta.get("ood") if isinstance(meta.get("ood"), dict) else {}
+            score = ood.get("score") if ood.get("score") in IMAGE_SCORES else DEFAULT_SCORE
         if score not in IMAGE_SCORES:
             raise UdistillError(f"unknown image score '{score}' (known: {', '.join(IMAGE_SCORES)})")
         self._infer = infer
@@ -183,7 +186,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None, backend: str = "torch",
-                        onnx_path: str | Path | None = None, score: str = DEFAULT_SCORE,
+                        onnx_path: str | Path | None = None, score: Optional[str] = None,
                         threshold: float | None = None, native: bool = False) -> "Predictor":
         """Load a ``.safetensors`` checkpoint (torch) or its exported ``.onnx`` (onnxruntime).
         ``path`` may also be the checkpoint's folder or a run folder (its student)."""
@@ -205,7 +208,7 @@ class Predictor:
         return cls.from_model(model, meta, device=device, score=score, threshold=threshold, source=str(path), native=native)
 
     @classmethod
-    def from_onnx(cls, onnx_path: str | Path, device: str | None = None, score: str = DEFAULT_SCORE,
+    def from_onnx(cls, onnx_path: str | Path, device: str | None = None, score: Optional[str] = None,
                   threshold: float | None = None, checkpoint: str | Path | None = None, native: bool = False) -> "Predictor":
         """Run an exported model with onnxruntime; classes, thresholds and the resizing come
         from its metadata (the graph resizes by itself)."""

@@ -242,7 +242,7 @@ def _load_predictor(args) -> Predictor:
         warnings.simplefilter("always")
         predictor = Predictor.from_checkpoint(
             args.checkpoint, device=getattr(args, "device", None), backend=getattr(args, "backend", "torch"),
-            onnx_path=getattr(args, "onnx", None), score=getattr(args, "score", "median_plus_min_over_max"),
+            onnx_path=getattr(args, "onnx", None), score=getattr(args, "score", None),
             threshold=getattr(args, "threshold", None), native=bool(getattr(args, "native", False)))
     for w in caught:  # one line each on the command line
         print(f"udistill: warning: {w.message}", file=sys.stderr)
