@@ -108,6 +108,7 @@ class DistillConfig:
     sigma_init: Optional[str] = None  # none | teacher-mean (bias = logit of the mean Σ per class) | a number
     views: Optional[str] = None  # none | perturb (distil on perturbed views, udistill.perturb)
     view_count: int = 4  # cached targets: K fixed views per image (view 0 clean); online: fresh views
+    cache_reduction: int = 4  # cached targets stored at 1/r of the input (the heads' resolution); 1 = full (udistill.targets)
     teacher_precision: str = "fp32"  # online targets: the ensemble runs outside float16 autocast (fp32 | bf16)
     control: bool = True  # also fine-tune member 0 on labels alone for the same epochs (the control)
 

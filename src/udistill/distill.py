@@ -203,7 +203,8 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     if dc.targets == "cached":
         # one cache for every student of the run (it depends on the ensemble, data and views only)
         source = train_set if views is None else ViewDataset(train_set, views)
-        targets = build_cache(ensemble, source, cache_folder(cfg), device=dev, progress=tcfg.progress)
+        targets = build_cache(ensemble, source, cache_folder(cfg), device=dev, progress=tcfg.progress,
+                              reduction=dc.cache_reduction, num_workers=cfg.data.num_workers)
         if augment.photometric != "none":
             # cached maps describe the cached pixels: keep only the geometric part
             augment = dataclasses.replace(augment, photometric="none")

@@ -38,6 +38,8 @@ def validate_config(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"config key 'train.augment': expected one of {', '.join(RECIPES)}")
     if cfg.distill.targets not in ("cached", "online"):
         raise ConfigError("config key 'distill.targets': expected 'cached' or 'online'")
+    if not isinstance(cfg.distill.cache_reduction, int) or cfg.distill.cache_reduction < 1:
+        raise ConfigError("config key 'distill.cache_reduction': expected an integer >= 1 (4 = the heads' resolution)")
     if cfg.teacher.members < 1:
         raise ConfigError("config key 'teacher.members': at least 1")
     if cfg.train.epochs < 1 or cfg.train.batch_size < 2:

@@ -32,8 +32,9 @@ def distillation_loss(
 ) -> DistillationLoss:
     """L_total = T^2 * KL(M || softmax(z / T)) + alpha * CE(z, y) + beta * MSE(sigma, Sigma)  (eq. 4).
 
-    Shape: student_logits, student_sigma, teacher_mean, teacher_std (N, C, H, W);
-    labels (N, H, W) int64 with 255 = ignore.
+    Shape: student_logits, student_sigma (N, C, H, W); teacher_mean, teacher_std (N, C, H, W)
+    or (N, C, h, w) at a reduced resolution (upsampled, see below); labels (N, H, W) int64
+    with 255 = ignore.
 
     Decisions the paper leaves open, made explicit here:
     - eq. 5 (distillation): KL(M || p_s) = sum_c M_c (log M_c - log p_s,c), summed over classes
@@ -46,20 +47,26 @@ def distillation_loss(
     - eq. 7 (uncertainty): mean squared error between the sigmoid uncertainty output and the
       ensemble's population std Sigma, averaged over all C*H*W elements (and the batch).
 
+    - Teacher maps at a lower resolution than the student's output (the teacher cache at 1/r,
+      :mod:`udistill.targets`) are upsampled bilinearly (align_corners=False) to it first, as
+      the heads' own 1/4-resolution output is; M stays a distribution at every pixel.
+
     ``sigma_loss`` selects the uncertainty term (see :func:`sigma_loss_fn`): ``mse`` (eq. 7),
     ``log-mse`` or ``sqrt-mse`` (scale-aware variants).
     """
     t = float(temperature)
     logits = student_logits.float()
     log_p = F.log_softmax(logits / t, dim=1)
-    m = teacher_mean.float()
+    m, sd = teacher_mean.float(), teacher_std.float()
+    if m.shape[-2:] != logits.shape[-2:]:
+        m, sd = (F.interpolate(x, size=logits.shape[-2:], mode="bilinear", align_corners=False) for x in (m, sd))
     kl = (m * (torch.log(m.clamp_min(1e-12)) - log_p)).sum(1)
     kl = torch.where(m.sum(1) > 0, kl, torch.zeros_like(kl)).mean()
     if (labels != IGNORE_INDEX).any():
         ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
     else:
         ce = logits.sum() * 0.0
-    mse = sigma_loss_fn(sigma_loss)(student_sigma.float(), teacher_std.float())
+    mse = sigma_loss_fn(sigma_loss)(student_sigma.float(), sd)
     distill = t * t * kl
     cls = alpha * ce
     unc = beta * mse

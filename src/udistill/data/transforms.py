@@ -53,7 +53,10 @@ def augment_seed(seed: int, epoch: int, index: int) -> int:
 def geometric(image, label, maps, aug: Augment, gen: torch.Generator):
     """Random scale-up + crop back to the original size, and horizontal flip.
 
-    Shape: image (3, H, W) float; label (H, W) int64; maps list of (C, H, W) float tensors.
+    Shape: image (3, H, W) float; label (H, W) int64; maps list of (C, H, W) float tensors,
+    or (C, h, w) maps at a reduced resolution covering the same image (the teacher cache at
+    1/r, :mod:`udistill.targets`): those are sampled at the centres of their own cells in
+    the transformed image, so they stay aligned with it at their own resolution.
     Images and maps are resampled bilinearly, labels by nearest neighbour.
     """
     h, w = label.shape
@@ -66,14 +69,43 @@ def geometric(image, label, maps, aug: Augment, gen: torch.Generator):
             left = int(torch.randint(0, nw - w + 1, (), generator=gen))
             image = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
             label = F.interpolate(label[None, None].float(), size=(nh, nw), mode="nearest")[0, 0].long()
-            maps = [F.interpolate(m[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0].to(m.dtype) for m in maps]
             crop = (slice(top, top + h), slice(left, left + w))
+            maps = [
+                F.interpolate(m[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0].to(m.dtype)[:, crop[0], crop[1]]
+                if tuple(m.shape[-2:]) == (h, w) else scale_crop_reduced(m, (h, w), (nh, nw), top, left)
+                for m in maps
+            ]
             image, label = image[:, crop[0], crop[1]], label[crop]
-            maps = [m[:, crop[0], crop[1]] for m in maps]
     if aug.flip and bool(torch.rand((), generator=gen) < 0.5):
         image, label = image.flip(-1), label.flip(-1)
         maps = [m.flip(-1) for m in maps]
     return image.contiguous(), label.contiguous(), [m.contiguous() for m in maps]
+
+
+def scale_crop_reduced(m: torch.Tensor, size: tuple[int, int], scaled: tuple[int, int], top: int, left: int) -> torch.Tensor:
+    """A reduced-resolution map of an image after that image is scaled and cropped back.
+
+    The image (H, W) = ``size`` is resized to ``scaled`` (nh, nw) and cropped at (top, left)
+    to (H, W). ``m`` covers the image with (h, w) cells of H/h x W/w pixels each; the result
+    has the same cells over the *cropped* image, each bilinearly sampled from ``m`` at the
+    cell's centre mapped back into the original image (half-pixel convention of
+    ``F.interpolate(align_corners=False)``; edges clamp). For maps linear in position this is
+    exactly the area average of the transformed full-resolution map.
+
+    Shape: m (C, h, w) -> (C, h, w), same dtype.
+    """
+    (hh, ww), (nh, nw) = size, scaled
+    c, h, w = m.shape
+
+    def source(n_cells, full, scaled_full, offset):
+        centre = (torch.arange(n_cells, dtype=torch.float64) + 0.5) * (full / n_cells) - 0.5  # in the crop's pixels
+        orig = (centre + offset + 0.5) * (full / scaled_full) - 0.5  # in the original image's pixels
+        return (orig + 0.5) / full * 2 - 1  # grid_sample's normalised coordinate (align_corners=False)
+
+    gy, gx = source(h, hh, nh, top), source(w, ww, nw, left)
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).float()[None]  # (1, h, w, 2) as (x, y)
+    out = F.grid_sample(m[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    return out.to(m.dtype)
 
 
 _PHOTOMETRIC_CACHE: dict[str, object] = {}

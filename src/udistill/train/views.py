@@ -13,8 +13,10 @@ from ..data.transforms import Augment, augment_seed, geometric, photometric
 class TrainView(Dataset):
     """Wraps a dataset for training. Set ``epoch`` before each epoch.
 
-    With ``targets`` (an object with ``get(index) -> (mean, std)``, float16 (C, H, W)) the
-    item also carries ``teacher_mean`` and ``teacher_std`` aligned with the augmented image.
+    With ``targets`` (an object with ``get(index) -> (mean, std)``, float16 (C, H, W), or
+    (C, h, w) at the teacher cache's reduced resolution) the item also carries
+    ``teacher_mean`` and ``teacher_std`` aligned with the augmented image, at the maps' own
+    resolution (:func:`~udistill.data.transforms.geometric`; the loss upsamples them).
     """
 
     def __init__(self, dataset: Dataset, augment: Augment, seed: int = 0, targets=None, views=None):
