@@ -100,13 +100,13 @@ def test_predictor_calibration_against_numpy_and_sklearn():
     p, t = p[50:], t[50:]
     conf, pred = p.max(1), p.argmax(1)
     correct = pred == t
-    assert r["error_rate"] == pytest.approx(1 - correct.mean(), abs=1e-12)
+    assert r["error_rate"] == pytest.approx(1 - correct.mean(), abs=1e-9)
     assert r["nll"] == pytest.approx(log_loss(t, p, labels=range(p.shape[1])), abs=1e-9)
     onehot = np.eye(p.shape[1])[t]
     assert r["brier"] == pytest.approx(((p - onehot) ** 2).sum(1).mean(), abs=1e-9)
     b = np.clip(np.ceil(conf * 15) - 1, 0, 14).astype(int)
     ece = sum(abs(correct[b == k].sum() - conf[b == k].sum()) for k in range(15)) / len(t)
-    assert r["ece"] == pytest.approx(ece, abs=1e-12)
+    assert r["ece"] == pytest.approx(ece, abs=1e-7)  # probabilities are reduced in float32
     # adaptive ECE: 15 groups of (nearly) equal mass sorted by confidence
     order = np.argsort(-conf)
     groups = np.array_split(order, 15)

@@ -104,6 +104,20 @@ def fpr_at_tpr(fpr: np.ndarray, tpr: np.ndarray, level: float = 0.95) -> float:
     return float(fpr[j - 1] + t * (fpr[j] - fpr[j - 1]))
 
 
+def _brier_per_pixel(p: torch.Tensor, t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """sum_c (p_c - onehot_c)^2 per pixel. Shape: p with a class axis added to ``shape``."""
+    if p.dim() != len(shape) + 1:
+        raise ValueError(f"probs shape {tuple(p.shape)} does not fit score shape {tuple(shape)}")
+    ax = _class_axis(len(shape))
+    if p.shape[:ax] + p.shape[ax + 1 :] != shape:
+        raise ValueError(f"probs shape {tuple(p.shape)} does not fit score shape {tuple(shape)}")
+    tt = t.clamp(0, p.shape[ax] - 1).unsqueeze(ax)
+    p_t = torch.gather(p, ax, tt).squeeze(ax).to(torch.float64)
+    pf = p.float()
+    sq = (pf * pf).sum(ax).to(torch.float64)
+    return sq - 2.0 * p_t + 1.0
+
+
 def _flist(a: np.ndarray) -> list:
     return [float(v) for v in np.asarray(a, np.float64).ravel()]
 
@@ -234,10 +248,38 @@ class BinnedPixelMetrics:
         brier: optional precomputed per-pixel Brier score, shape S (alternative to probs/target).
         """
         s = _tensor(score)
-        shape = s.shape
-        dev = s.device
+        shape, dev = s.shape, s.device
         w = _tensor(wrong).to(dev)
         _check_shape("wrong", w, shape)
+        keep, t = self._pixel_mask(shape, dev, valid, target, probs)
+
+        def sel(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(-1) if keep is None else x[keep]
+
+        s64 = sel(s).to(torch.float64)
+        if s64.numel() == 0:
+            return
+        if not bool(torch.isfinite(s64).all()):
+            raise ValueError("score holds non-finite values")
+        wb = sel(w).bool()
+        self._add_scores(s64, wb)
+        if confidence is not None:
+            c = _tensor(confidence).to(dev)
+            _check_shape("confidence", c, shape)
+            self._add_confidence(sel(c).to(torch.float64), wb)
+        if brier is not None:
+            bb = _tensor(brier).to(dev)
+            _check_shape("brier", bb, shape)
+            bsel = sel(bb).to(torch.float64)
+            self._brier += np.array([float(bsel.sum()), float(bsel.numel())])
+        elif probs is not None:
+            if t is None:
+                raise ValueError("probs needs target for the Brier score")
+            per_pixel = sel(_brier_per_pixel(_tensor(probs).to(dev), t, shape))
+            self._brier += np.array([float(per_pixel.sum()), float(per_pixel.numel())])
+
+    def _pixel_mask(self, shape, dev, valid, target, probs):
+        """(pixels to keep or None for all, target as int64 or None) from ``valid`` / ``target``."""
         keep = None
         if valid is not None:
             v = _tensor(valid).to(dev)
@@ -251,18 +293,10 @@ class BinnedPixelMetrics:
             if probs is not None:
                 tmask &= t < _tensor(probs).shape[_class_axis(len(shape))]
             keep = tmask if keep is None else keep & tmask
+        return keep, t
 
-        def sel(x: torch.Tensor) -> torch.Tensor:
-            return x.reshape(-1) if keep is None else x[keep]
-
-        s64 = sel(s).to(torch.float64)
-        if s64.numel() == 0:
-            return
-        if not bool(torch.isfinite(s64).all()):
-            raise ValueError("score holds non-finite values")
-        wb = sel(w).bool()
-
-        # score histograms (positives = wrong)
+    def _add_scores(self, s64: torch.Tensor, wb: torch.Tensor) -> None:
+        """Score histograms (positives = wrong) and the clamped / below-floor counts."""
         idx = self._bin_index(s64)
         clamped = int(((s64 < self.low) | (s64 > self.high)).sum())
         below = int(((s64 >= self.low) & (s64 < self.floor)).sum()) if self.spacing == "log" else 0
@@ -270,39 +304,14 @@ class BinnedPixelMetrics:
         self._hist += counts.cpu().to(torch.float64).numpy().reshape(2, self.bins)
         self._clamped += np.array([clamped, below], np.float64)
 
-        # calibration
-        if confidence is not None:
-            c = _tensor(confidence).to(dev)
-            _check_shape("confidence", c, shape)
-            c64 = sel(c).to(torch.float64)
-            b = (torch.ceil(c64 * self.ece_bins) - 1).clamp_(0, self.ece_bins - 1).long()
-            corr = (~wb).to(torch.float64)
-            k = self.ece_bins
-            self._ece[0] += torch.bincount(b, minlength=k).cpu().double().numpy()
-            self._ece[1] += torch.bincount(b, weights=c64, minlength=k).cpu().double().numpy()
-            self._ece[2] += torch.bincount(b, weights=corr, minlength=k).cpu().double().numpy()
-
-        # Brier
-        if brier is not None:
-            bb = _tensor(brier).to(dev)
-            _check_shape("brier", bb, shape)
-            bsel = sel(bb).to(torch.float64)
-            self._brier += np.array([float(bsel.sum()), float(bsel.numel())])
-        elif probs is not None:
-            if t is None:
-                raise ValueError("probs needs target for the Brier score")
-            p = _tensor(probs).to(dev)
-            if p.dim() != len(shape) + 1:
-                raise ValueError(f"probs shape {tuple(p.shape)} does not fit score shape {tuple(shape)}")
-            ax = _class_axis(len(shape))
-            if p.shape[:ax] + p.shape[ax + 1 :] != shape:
-                raise ValueError(f"probs shape {tuple(p.shape)} does not fit score shape {tuple(shape)}")
-            tt = t.clamp(0, p.shape[ax] - 1).unsqueeze(ax)
-            p_t = torch.gather(p, ax, tt).squeeze(ax).to(torch.float64)
-            pf = p.float()
-            sq = (pf * pf).sum(ax).to(torch.float64)
-            per_pixel = sel(sq - 2.0 * p_t + 1.0)
-            self._brier += np.array([float(per_pixel.sum()), float(per_pixel.numel())])
+    def _add_confidence(self, c64: torch.Tensor, wb: torch.Tensor) -> None:
+        """Equal-width confidence bins for the ECE: count, sum of confidence, sum of correct."""
+        k = self.ece_bins
+        b = (torch.ceil(c64 * k) - 1).clamp_(0, k - 1).long()
+        corr = (~wb).to(torch.float64)
+        self._ece[0] += torch.bincount(b, minlength=k).cpu().double().numpy()
+        self._ece[1] += torch.bincount(b, weights=c64, minlength=k).cpu().double().numpy()
+        self._ece[2] += torch.bincount(b, weights=corr, minlength=k).cpu().double().numpy()
 
     # ------------------------------------------------------------------ results
 
