@@ -38,7 +38,11 @@ import numpy as np
 SIZES = [(360, 480), (1080, 1920), (2160, 3840), (4000, 6000)]
 
 
-def random_student(path: Path) -> None:
+CAMVID_CPU = {"encoder": "tu-mobilenetv3_small_100", "decoder_channels": 64, "head_channels": 64, "dropout": 0.1}
+PAPER = {"encoder": "mobilenet_v2", "decoder_channels": 256, "head_channels": 256, "dropout": 0.1}
+
+
+def random_student(path: Path, arch: dict = CAMVID_CPU) -> None:
     import torch
 
     from udistill.config import ModelConfig
@@ -47,7 +51,7 @@ def random_student(path: Path) -> None:
     from udistill.models.checkpoint import save_model
 
     torch.manual_seed(0)
-    cfg = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=64, head_channels=64, dropout=0.1)
+    cfg = ModelConfig(**arch)
     model = build_model(cfg, 11, "prediction+uncertainty").eval()
     save_model(model, path, classes=list(CAMVID11.classes), label_scheme="camvid11", input_size=[176, 240], resize="stretch",
                ood={"score": "median_plus_min_over_max", "thresholds": {"median_plus_min_over_max": 1.0},
@@ -80,19 +84,29 @@ def big_frame(path: Path, size) -> None:
     Image.fromarray((img * 255).astype(np.uint8)).save(path, compress_level=1)
 
 
+# The child reports its own peak (VmHWM of its address space): ru_maxrss from wait4 would
+# include the RSS this (large) parent had when it forked the child.
+CHILD = """
+import sys
+from udistill.cli import main
+rc = main(sys.argv[1:])
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+sys.stderr.write(f"VmHWM_KB {hwm}\\n")
+sys.exit(rc)
+"""
+
+
 def run_predict(ckpt: Path, inputs, out: Path, *extra) -> tuple[float, float, int]:
     """(peak RSS MiB, wall seconds, exit code) of one ``udistill predict`` child process."""
-    cmd = [sys.executable, "-m", "udistill", "predict", str(ckpt), *map(str, inputs), "--out", str(out), *extra]
+    cmd = [sys.executable, "-c", CHILD, "predict", str(ckpt), *map(str, inputs), "--out", str(out), *extra]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(cmd, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 3):
-        print(err, file=sys.stderr)
-    return usage.ru_maxrss / 1024.0, wall, code
+    if proc.returncode not in (0, 3):
+        print(proc.stderr, file=sys.stderr)
+    peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("VmHWM_KB")]
+    return (int(peak[0]) / 1024.0 if peak else float("nan")), wall, proc.returncode
 
 
 def _predict_in_process(ckpt: Path, inputs, out: Path, native: bool) -> tuple[float, int]:
@@ -179,17 +193,20 @@ def section_onnx(ckpt: Path, tmp: Path, repeats: int, trained: bool) -> None:
     frame = read_image(sorted(calib.glob("*.png"))[0])
     x = np.ascontiguousarray(frame.transpose(2, 0, 1)[None], np.float32) / 255  # (1, 3, 360, 480)
     print(f"\n3. onnxruntime at 360x480, one thread, median of {repeats}: float32 vs int8")
-    for label, native in (("graph resizes to 176x240", False), ("native graph (model at 360x480)", True)):
-        fp32 = export_onnx(ckpt, tmp / f"s{int(native)}.onnx", native=native)
-        int8 = tmp / f"s{int(native)}.int8.onnx"
+    paper = tmp / "paper.safetensors"
+    random_student(paper, PAPER)
+    for label, model, native in (("graph resizes to 176x240", ckpt, False), ("native graph (model at 360x480)", ckpt, True),
+                                 ("paper arch (MobileNetV2/256), resizes", paper, False)):
+        fp32 = export_onnx(model, tmp / f"s{int(native)}{model.stem}.onnx", native=native)
+        int8 = tmp / f"s{int(native)}{model.stem}.int8.onnx"
         fid = quantize_onnx(fp32, int8, calib)
         t32, _ = _latency(_session(fp32), x, repeats)
         t8, _ = _latency(_session(int8), x, repeats)
         print(f"   {label:<34} fp32 {t32:7.1f} ms  int8 {t8:7.1f} ms  speed-up {t32 / t8:4.2f}x  "
               f"label agreement {100 * fid['label_agreement']:6.2f} %  U Pearson {fid['u_pearson']:.4f} "
               f"({fid['holdout_images']} held-out frames)")
-    if not trained:
-        print("   (random weights: the fidelity numbers describe a random model, not a trained student)")
+    print("   (the paper-architecture line always has random weights; " + ("" if trained else "so do the others: ")
+          + "fidelity of random weights describes a random model, not a trained student)")
     print(f"\n4. fused vs full outputs at 360x480 (graph resizes to 176x240), median of {repeats}")
     full = export_onnx(ckpt, tmp / "full.onnx")
     fused = export_onnx(ckpt, tmp / "fused.onnx", fused=True)
