@@ -56,7 +56,7 @@ def _epoch_seconds(csv_path: Path) -> float | None:
 def summarise(res: dict, run: Path, members_from: Path, heads: str = "student") -> dict:
     """The ablation's numbers from one evaluation's results.json."""
     key = "student_sigma" if heads == "student" else "student_light_sigma"
-    ag = res["agreement"]
+    ag = res["agreement"] if heads == "student" else res["agreement_light"]
     per_class = [v["pearson"] for v in (ag.get("per_class") or {}).values() if v.get("pearson") is not None]
     ratios = [d["median_ratio"] for d in ag.get("scale_ratio_by_decile") or []]
     vs = res["pixel_student_errors"]
@@ -108,7 +108,7 @@ def teacher_noise_ceiling(cfg, device="cpu") -> dict:
     return {"members": [half, len(paths) - half], "pearson_half_vs_half": float(np.corrcoef(ua, ub)[0, 1])}
 
 
-def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool) -> Path:
+def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool, extra: list[str] = ()) -> Path:
     from udistill.config import ExperimentConfig, load_config
     from udistill.demo import preset_path
     from udistill.distill import run_distill
@@ -123,7 +123,7 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool
     if not link.exists():
         link.symlink_to((members_from / "members").resolve(), target_is_directory=True)
     overrides = [f"out_dir={run}", f"train.seed={seed}", "data.test_split=val", "distill.control=false",
-                 f"distill.light_student={'true' if light else 'false'}", "train.progress=false", *VARIANTS[name]]
+                 f"distill.light_student={'true' if light else 'false'}", "train.progress=false", *VARIANTS[name], *extra]
     cfg = load_config(ExperimentConfig, preset_path("synthetic"), overrides)
     t0 = time.time()
     run_distill(cfg)
@@ -163,6 +163,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--light", default="bias+views", help="variants that also distil the light head (comma list)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra config override for every variant (e.g. a smoke test with fewer epochs)")
     args = ap.parse_args(argv)
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     members_from, out = Path(args.members_from), Path(args.out)
@@ -170,7 +172,7 @@ def main(argv=None) -> int:
     light = set(args.light.split(",")) if args.light else set()
     for name in args.variants.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            res_path = run_variant(name, seed, members_from, out, name in light)
+            res_path = run_variant(name, seed, members_from, out, name in light, args.overrides)
             res = json.loads(res_path.read_text())
             rows[f"{name} s{seed}"] = summarise(res, res_path.parents[1], members_from)
             if name in light:
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
     from udistill.config import ExperimentConfig, load_config
     from udistill.demo import preset_path
 
-    cfg = load_config(ExperimentConfig, preset_path("synthetic"), [f"out_dir={members_from}", "data.test_split=val"])
+    cfg = load_config(ExperimentConfig, preset_path("synthetic"), [f"out_dir={members_from}", "data.test_split=val", *args.overrides])
     ceiling = teacher_noise_ceiling(cfg)
     table = format_table(rows)
     print(table)
