@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, log_loss, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from udistill.config import EvaluateConfig
 from udistill.metrics import BinnedPixelMetrics
+from tests.metrics.test_metrics_pixel import _fpr95 as _exact_fpr95
 from udistill.metrics.calibration import PredictorCalibration
 
 SHIPPED_BINS = EvaluateConfig().bins
@@ -24,14 +25,6 @@ def _confident_pixels(n=200_000, seed=0):
     log_s = rng.normal(np.log(1e-3) + 1.6 * wrong, 0.9)
     s = np.exp(log_s).astype(np.float32).astype(np.float64)
     return s, wrong
-
-
-def _exact_fpr95(wrong, s):
-    fpr, tpr, _ = roc_curve(wrong, s, drop_intermediate=False)
-    j = int(np.argmax(tpr >= 0.95))
-    if j == 0 or tpr[j] == tpr[j - 1]:
-        return fpr[j]
-    return fpr[j - 1] + (0.95 - tpr[j - 1]) / (tpr[j] - tpr[j - 1]) * (fpr[j] - fpr[j - 1])
 
 
 def test_scores_really_sit_in_the_confident_regime():

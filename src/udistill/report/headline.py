@@ -27,6 +27,7 @@ SIDES = {"student": ("student",), "ensemble": ("teacher",)}
 
 
 def _num(v: Any) -> float | None:
+    """A finite float, or None (missing, nan, not a number): the tables' reading of a cell."""
     try:
         f = float(v)
     except (TypeError, ValueError):

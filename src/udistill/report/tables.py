@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..methods import BY_KEY, METHODS, PREDICTORS
-from .headline import headline_rows
+from .headline import _num, headline_rows
 
 SEG_METHODS = tuple(p for p in PREDICTORS if p != "mc_dropout") + ("mc_dropout",)
 PIXEL_METHODS = tuple(m.key for m in METHODS)
@@ -79,12 +79,6 @@ def fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
 
 
 def _get(d: Any, *keys: str) -> Any:
