@@ -175,3 +175,25 @@ def test_predict_defaults_to_the_alarm_score_chosen_on_validation_shifts():
     assert p.score == "mean" and p.threshold == pytest.approx(0.2)
     old = Predictor.from_model(student, {"classes": ["a", "b", "c"], "ood": {"thresholds": {"median_plus_min_over_max": 0.7}}}, native=True)
     assert old.score == "median_plus_min_over_max" and old.threshold == pytest.approx(0.7)  # checkpoints calibrated before
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("UDISTILL_CAMVID"), reason="needs UDISTILL_CAMVID")
+def test_camvid_protocol_tests_on_a_sequence_of_its_own():
+    """configs/camvid-cpu.yaml: train without 0001TP, calibrate on val, test on Seq05VD (171),
+    dusk = test 0001TP (62); validation shifts come from train 0001TP and val, never test."""
+    from pathlib import Path
+
+    from udistill.calibration import calibration_dataset, check_disjoint, item_names, test_sets
+    from udistill.data.from_config import dataset_for, parse_val_shifts
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(ExperimentConfig, root / "configs" / "camvid-cpu.yaml")
+    sets = test_sets(cfg)
+    check_disjoint(calibration_dataset(cfg), sets)
+    assert len(sets["in-distribution"]) == 171 and {n[:6] for n in item_names(sets["in-distribution"])} == {"Seq05V"}
+    assert len(sets["dusk-0001TP"]) == 62
+    train = set(item_names(dataset_for(cfg.data, "train")))
+    assert not any(n.startswith("0001TP") for n in train)
+    test_names = set().union(*(item_names(ds) for ds in sets.values()))
+    for spec in parse_val_shifts(cfg.data):
+        assert not test_names & set(item_names(dataset_for(cfg.data, "val", shift=spec)))
