@@ -220,10 +220,11 @@ def _dispatch(args) -> int:
         from .runlock import run_lock
 
         cfg = _experiment_config(args)
-        with run_lock(cfg.out_dir):
+        with _distributed() as ctx, run_lock(cfg.out_dir):  # torchrun: ranks share the images, rank 0 writes
             check_run(cfg)  # a stale student (members retrained since) is refused, not evaluated
             out = run_evaluation(cfg)
-        print(f"report: {out / 'report.html'}")
+        if ctx.is_main:
+            print(f"report: {out / 'report.html'}")
         return 0
     if args.command == "calibrate":
         from .calibration import run_calibrate_cli

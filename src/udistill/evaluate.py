@@ -46,6 +46,7 @@ from .metrics.calibration import PredictorCalibration
 from .models.build import SegmentationModel
 from .models.checkpoint import load_model
 from .device import resolve_device
+from .sharding import gather_to_main, global_batches, is_main, my_batches, world
 from .train.loop import MODEL_FILE
 
 # the method keys of the always-present predictors (earlier releases exported this name)
@@ -178,7 +179,12 @@ def teacher_with_halves(ensemble: Ensemble, images: torch.Tensor) -> TeacherOutp
 class SetAccumulator:
     """Streams one data set: confusion matrices and calibration per predictor, image scores
     per method, and (in distribution only) the pixel metrics, Fig 3 histogram, agreement and
-    per-class uncertainty."""
+    per-class uncertainty.
+
+    Under ``torchrun`` each rank streams its share of the images and :meth:`merge` adds the
+    accumulators up on rank 0 (histograms and sums add; per-image lists are put back in
+    image order; the agreement samples are keyed by image index), giving the numbers of a
+    one-process run."""
 
     def __init__(self, num_classes: int, model_classes: int, pixel: bool, bins: int, examples: int,
                  methods: tuple[Method, ...], predictors: tuple[str, ...]):
@@ -201,12 +207,19 @@ class SetAccumulator:
         self.unc_cnt = {k: torch.zeros(model_classes, dtype=torch.float64) for k in self.unc_who}
         self.examples: list[dict] = []
         self.max_examples = examples
+        self.index: list[int] = []  # the data set index of each image in names/scores
+        self._example_index: list[int] = []
 
-    def update(self, batch: dict, probs: dict, maps: dict, model_preds: dict, halves=None) -> None:
+    def update(self, batch: dict, probs: dict, maps: dict, model_preds: dict, halves=None, indices=None) -> None:
         """probs: per predictor in the data's label space (N, C', H, W); maps: per method (N, H, W);
         model_preds: per predictor, argmax in the model's own classes (N, H, W); halves: U of
-        each half of the ensemble's members (N, H, W) or None."""
+        each half of the ensemble's members (N, H, W) or None; indices: the data set index of
+        each image (default: the next ones in order)."""
         target = batch["label"]
+        if indices is None:
+            indices = range(len(self.index), len(self.index) + target.shape[0])
+        indices = [int(i) for i in indices]
+        self.index += indices
         preds = {p: probs[p].argmax(1) for p in self.predictors}
         for p in self.predictors:
             self.cm[p].update(preds[p], target)
@@ -224,9 +237,10 @@ class SetAccumulator:
                 self.pixel[m.key].update(maps[m.key], preds[m.predictor] != target, target=target)
                 self.pixel_student[m.key].update(maps[m.key], wrong_student, target=target)
             self.sigma2d.update(maps["ensemble_std"], maps["student_sigma"], wrong_student, valid=valid)
-            self.agree.update(maps["student_sigma"], maps["ensemble_std"], cls=target, valid=valid)
-            if halves is not None:
-                self.ceiling.update(halves[0].float().cpu(), halves[1].float().cpu(), valid=valid)
+            for i, idx in enumerate(indices):  # sample keys from the image index: rank-independent
+                self.agree.update(maps["student_sigma"][i], maps["ensemble_std"][i], cls=target[i], valid=valid[i], item=idx)
+                if halves is not None:
+                    self.ceiling.update(halves[0][i].float().cpu(), halves[1][i].float().cpu(), valid=valid[i], item=idx)
         for who in self.unc_who:
             pred = model_preds[who].cpu().flatten()
             u = maps[PRIMARY[who]].double().flatten()
@@ -242,19 +256,61 @@ class SetAccumulator:
                 "uncertainty": maps["student_sigma"][i].numpy(),
                 "title": batch["name"][i],
             })
+            self._example_index.append(indices[i])
+
+    def merge(self, other: "SetAccumulator") -> "SetAccumulator":
+        """Add another rank's accumulator (same sets of methods and predictors); returns self,
+        its per-image lists and examples in image order."""
+        for p in self.predictors:
+            self.cm[p].merge(other.cm[p])
+            self.calib[p].merge(other.calib[p])
+        if self.pixel is not None:
+            for m in self.methods:
+                self.pixel[m.key].merge(other.pixel[m.key])
+                self.pixel_student[m.key].merge(other.pixel_student[m.key])
+            self.sigma2d.merge(other.sigma2d)
+            self.agree.merge(other.agree)
+            self.ceiling.merge(other.ceiling)
+        for who in self.unc_who:
+            self.unc_sum[who] += other.unc_sum[who]
+            self.unc_cnt[who] += other.unc_cnt[who]
+        self.index += other.index
+        self.names += other.names
+        for m in self.scores:
+            for sc in self.scores[m]:
+                self.scores[m][sc] += other.scores[m][sc]
+        self.examples += other.examples
+        self._example_index += other._example_index
+        order = sorted(range(len(self.index)), key=self.index.__getitem__)
+        self.index = [self.index[i] for i in order]
+        self.names = [self.names[i] for i in order]
+        self.scores = {m: {sc: [v[i] for i in order] for sc, v in d.items()} for m, d in self.scores.items()}
+        ex = sorted(range(len(self.examples)), key=self._example_index.__getitem__)[: self.max_examples]
+        self.examples = [self.examples[i] for i in ex]
+        self._example_index = [self._example_index[i] for i in ex]
+        return self
+
+    def portable(self) -> "SetAccumulator":
+        """Device tensors moved to the CPU, so that the accumulator can be sent to rank 0."""
+        for cm in self.cm.values():
+            cm.matrix = cm.matrix.cpu()
+        return self
 
 
 def evaluate_set(models: EvaluatedModels, dataset, device, acc: SetAccumulator, batch_size: int, max_images: int | None,
                  desc: str, progress: bool = True, num_workers: int = 0) -> SetAccumulator:
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    """One pass over ``dataset`` (its first ``max_images``, in whole batches) into ``acc``.
+
+    Under ``torchrun`` every rank takes every ``world``-th batch (:mod:`udistill.sharding`;
+    MC dropout is seeded by the global batch number) and rank 0 gets the merged accumulator;
+    the other ranks get their own share back and must not report it."""
+    batches = my_batches(global_batches(range(len(dataset)), batch_size, max_images))
+    loader = DataLoader(dataset, batch_sampler=[idx for _, idx in batches], num_workers=num_workers)
     data_scheme = dataset.scheme.name if hasattr(dataset, "scheme") else None
-    seen = 0
     from .progress import progress as progress_bar
 
-    it = progress_bar(loader, f"evaluate {desc}", enabled=progress)
-    for b, batch in enumerate(it):
-        if max_images is not None and seen >= max_images:
-            break
+    it = progress_bar(loader, f"evaluate {desc}", len(batches), enabled=progress and is_main())
+    for (b, idx), batch in zip(batches, it):
         images = batch["image"].to(device)
         outs = run_predictors(models, images, batch_seed=b)
         maps = method_maps(outs, models.methods)
@@ -264,8 +320,12 @@ def evaluate_set(models: EvaluatedModels, dataset, device, acc: SetAccumulator, 
             probs = {k: map_probabilities(v, models.scheme, data_scheme) for k, v in probs.items()}
         t = outs["teacher"]
         halves = (t.u_half_a, t.u_half_b) if t.u_half_a is not None else None
-        acc.update(batch, {k: v.cpu() for k, v in probs.items()}, maps, model_preds, halves)
-        seen += images.shape[0]
+        acc.update(batch, {k: v.cpu() for k, v in probs.items()}, maps, model_preds, halves, indices=idx)
+    if world()[1] > 1:
+        parts = gather_to_main(acc.portable())
+        if parts is not None:
+            for other in parts[1:]:
+                acc.merge(other)
     return acc
 
 
@@ -382,8 +442,9 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
     dev = resolve_device(device or cfg.device)
     out = Path(cfg.out_dir) / "evaluation"
     models = load_models(cfg, dev)  # first: a bad checkpoint leaves no evaluation/ folder behind
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    if is_main():  # under torchrun every rank evaluates its share, rank 0 writes
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     ec = cfg.evaluate
     sets = test_sets(cfg)
     test_set = sets["in-distribution"]
@@ -395,6 +456,9 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
         return evaluate_set(models, ds, dev, acc, ec.batch_size, ec.max_images, desc, progress, cfg.data.num_workers)
 
     acc_in = accumulate(test_set, True, "test")
+    shifted = {spec.name: accumulate(sets[spec.name], False, spec.name) for spec in parse_shifts(cfg.data)}
+    if not is_main():
+        return out
     results: dict = {"classes": list(test_set.scheme.classes), "label_scheme": test_set.scheme.name, "model_label_scheme": models.scheme,
                      "images": len(acc_in.names), "methods": {m.key: {"predictor": m.predictor, "score": m.score, "label": m.label} for m in methods}}
     results.update(summarise(acc_in))
@@ -417,7 +481,7 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
         results["alarm_calibration_set"] = cal_name
     results["shifts"] = {}
     for spec in parse_shifts(cfg.data):
-        acc = accumulate(sets[spec.name], False, spec.name)
+        acc = shifted[spec.name]
         s = summarise(acc)
         ood = {m.key: {sc: ood_metrics(acc_in.scores[m.key][sc], acc.scores[m.key][sc]) for sc in IMAGE_SCORES} for m in methods}
         entry = {

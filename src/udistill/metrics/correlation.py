@@ -5,6 +5,9 @@
 * Spearman: on a bounded uniform random sample (reservoir via random keys: every pixel gets
   a uniform key and the ``max_samples`` smallest keys are kept), deterministic for a given
   seed and update sequence. When fewer pixels than ``max_samples`` were seen it is exact.
+  With ``update(..., item=i)`` the keys of a pixel depend only on (seed, i) and its place in
+  item i: meters fed disjoint items on several ranks and merged keep exactly the sample of
+  one meter fed every item, in any order (the sample is kept sorted by key when read).
 * Per class (``cls``, e.g. the predicted or true class id per pixel): the same two numbers
   per class, with a reservoir of ``per_class_samples`` per class.
 
@@ -107,7 +110,14 @@ class _Reservoir:
             k, xx, yy = k[keep], xx[keep], yy[keep]
         self.keys, self.x, self.y = k, xx, yy
 
+    def canonical(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) ordered by key: the same arrays whatever order the sample was offered in."""
+        order = np.argsort(self.keys, kind="stable")
+        self.keys, self.x, self.y = self.keys[order], self.x[order], self.y[order]
+        return self.x, self.y
+
     def spearman(self) -> float:
+        self.canonical()
         if self.x.size < 2 or np.all(self.x == self.x[0]) or np.all(self.y == self.y[0]):
             return math.nan
         from scipy.stats import spearmanr
@@ -123,8 +133,9 @@ class CorrelationMeter:
     the per-class numbers only); ``valid`` bool mask drops pixels from everything.
     Non-finite x or y raise ``ValueError``.
 
-    When merging meters from several ranks, give each a different ``seed`` (e.g. seed + rank)
-    so their reservoir keys are independent.
+    When merging meters from several ranks, either pass ``item`` (a global id of the image,
+    e.g. its index: the merged result then equals a one-process run's) or give each meter a
+    different ``seed`` (e.g. seed + rank) so their reservoir keys are independent.
     """
 
     def __init__(
@@ -154,7 +165,7 @@ class CorrelationMeter:
             n += r.keys.nbytes + r.x.nbytes + r.y.nbytes
         return int(n)
 
-    def update(self, x: Any, y: Any, cls: Any = None, valid: Any = None) -> None:
+    def update(self, x: Any, y: Any, cls: Any = None, valid: Any = None, item: int | None = None) -> None:
         xa, ya = _np(x), _np(y)
         if xa.shape != ya.shape:
             raise ValueError(f"x has {xa.size} values, y {ya.size}")
@@ -173,7 +184,7 @@ class CorrelationMeter:
             raise ValueError("x and y must be finite")
 
         self._global.add(_Moments.of_batch(xa, ya, None, 1))
-        keys = self._rng.random(xa.size)
+        keys = self._rng.random(xa.size) if item is None else np.random.default_rng((self.seed, int(item))).random(xa.size)
         thr = self._res.threshold
         m = keys < thr
         self._res.offer(keys[m], xa[m], ya[m])
@@ -217,7 +228,7 @@ class CorrelationMeter:
         (of the uniform sample) are split into deciles of ``y``; per decile the median of
         ``x / y``, with the decile's ``y`` range. (x = student U, y = teacher U in evaluation:
         a ratio of 1 means the right scale.)"""
-        x, y = self._res.x, self._res.y
+        x, y = self._res.canonical()
         if y.size < deciles:
             return []
         edges = np.quantile(y, np.linspace(0, 1, deciles + 1))
@@ -233,7 +244,7 @@ class CorrelationMeter:
     def binned_means(self, bins: int = 24) -> dict:
         """Mean ``x`` per log-spaced bin of ``y`` (from the sample), for the x-vs-y figure:
         ``{y_edges, mean_x, mean_y, count}``."""
-        x, y = self._res.x, self._res.y
+        x, y = self._res.canonical()
         pos = y[y > 0]
         if pos.size < 2 or pos.min() == pos.max():
             return {"y_edges": [], "mean_x": [], "mean_y": [], "count": []}
