@@ -291,7 +291,8 @@ def agreement_table(results: Mapping) -> Table | None:
 
 
 def ood_tables(results: Mapping) -> list[Table]:
-    """One table per shift: image-level OOD AUROC / FPR95 per method and image score."""
+    """Per shift two tables, AUROC and FPR95, per method (rows) and image score (columns):
+    every row ranks the same images, so the best is bolded over all of them."""
     out = []
     for shift, s in (results.get("shifts") or {}).items():
         ood = s.get("ood") if isinstance(s, Mapping) else None
@@ -299,28 +300,17 @@ def ood_tables(results: Mapping) -> list[Table]:
             continue
         methods = _ordered(ood, PIXEL_METHODS)
         scores = _ordered({sc for m in methods for sc in (ood[m] or {})}, IMAGE_SCORES)
-        cols, better = ["Method"], {}
-        for sc in scores:
-            lab = SCORE_LABELS.get(sc, sc)
-            better[len(cols)] = True
-            cols.append(f"{lab} AUROC")
-            better[len(cols)] = False
-            cols.append(f"{lab} FPR95")
-        rows = []
-        for m in methods:
-            row = [m]
-            for sc in scores:
-                row += [_num(_get(ood, m, sc, "auroc")), _num(_get(ood, m, sc, "fpr95"))]
-            rows.append(row)
-        t = Table(
-            key=f"ood_{shift}",
-            title=f"OOD detection — {shift} (positives) vs in-distribution images",
-            columns=cols,
-            rows=rows,
-            note="Image score from the per-pixel uncertainty map; AUROC < 0.5 means the score ranks OOD images lower.",
-        )
-        _mark_best(t, better)
-        out.append(t)
+        for metric, label, higher in (("auroc", "AUROC ↑", True), ("fpr95", "FPR95 ↓", False)):
+            rows = [[m, *[_num(_get(ood, m, sc, metric)) for sc in scores]] for m in methods]
+            t = Table(
+                key=f"ood_{shift}" if metric == "auroc" else f"ood_{metric}_{shift}",
+                title=f"OOD detection — {shift} (positives) vs in-distribution images: image {label}",
+                columns=["Method", *[SCORE_LABELS.get(sc, sc) for sc in scores]],
+                rows=rows,
+                note="Columns: the image score reducing the method's per-pixel map. AUROC < 0.5: the score ranks OOD images lower.",
+            )
+            _mark_best(t, {j + 1: higher for j in range(len(scores))})
+            out.append(t)
     return out
 
 
