@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("distill", help="train the two-headed student from the ensemble")
     _add_config_args(ds, required=True)
     ds.add_argument("--resume", action="store_true", help="(default behaviour) continue from the last epoch checkpoint")
+    dsk = ds.add_mutually_exclusive_group()
+    dsk.add_argument("--light", action="store_true", help="the light-head student (distill.light_student) instead of the paper's")
+    dsk.add_argument("--control", action="store_true", help="the CE-only control (member 0 on labels for the student's epochs)")
 
     ev = sub.add_parser("evaluate", help="tables, figures and results.json for baseline, teacher and student")
     _add_config_args(ev, required=True)
@@ -205,13 +208,16 @@ def _dispatch(args) -> int:
                     print(f"member ready: {p}")
         return 0
     if args.command == "distill":
-        from .distill import run_distill
+        from .distill import run_control, run_distill
 
         cfg = _experiment_config(args)
         with _distributed() as ctx:
-            path = run_distill(cfg)
+            if getattr(args, "control", False):
+                path, what = run_control(cfg), "control"
+            else:
+                path, what = run_distill(cfg, heads="light" if getattr(args, "light", False) else None), "student"
             if ctx.is_main:
-                print(f"student ready: {path}")
+                print(f"{what} ready: {path}")
         return 0
     if args.command == "evaluate":
         from .evaluate import run_evaluation
@@ -238,7 +244,7 @@ def _dispatch(args) -> int:
 
         cfg = _experiment_config(args)
         if args.dry_run:
-            print(describe_plan(cfg))
+            print(describe_plan(cfg, args.config, [*args.overrides, *([f"device={args.device}"] if args.device else [])]))
             return 0
         run_experiment(cfg)
         return 0

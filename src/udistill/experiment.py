@@ -59,7 +59,11 @@ def _check_encoder(name: str) -> None:
         raise ConfigError(f"config key 'model.encoder': unknown encoder '{name}'")
 
 
-def describe_plan(cfg: ExperimentConfig) -> str:
+def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrides=()) -> str:
+    """The plan of ``cfg``: stages, member recipes, per-stage disk and time estimates
+    (:mod:`udistill.planning`) and the commands a scheduler can run."""
+    from .planning import describe_costs
+
     validate_config(cfg)
     d, m, t = cfg.data, cfg.model, cfg.train
     lines = [
@@ -80,6 +84,7 @@ def describe_plan(cfg: ExperimentConfig) -> str:
     shifts = [s.name for s in parse_shifts(d)]
     lines.append(f"3. evaluate: test split '{d.test_split}' + shifts: {', '.join(shifts) or 'none'}; MC dropout T={cfg.evaluate.mc_samples}")
     lines.append(f"4. report: {Path(cfg.out_dir) / 'evaluation' / 'report.html'}")
+    lines += describe_costs(cfg, config_path, overrides)
     return "\n".join(lines)
 
 

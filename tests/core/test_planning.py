@@ -1,0 +1,56 @@
+"""The dry run's plan: per-stage disk and time estimates and the commands of the plan."""
+
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from udistill.cli import build_parser
+from udistill.config import ExperimentConfig, load_config
+from udistill.experiment import describe_plan
+from udistill.models import build_model, save_model
+from udistill.planning import estimate, model_bytes, plan_commands
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load_config(ExperimentConfig, str(ROOT / "configs" / "cityscapes-paper.yaml"), [])
+
+
+def test_cityscapes_paper_plan_sizes_the_cache_at_the_heads_resolution(paper):
+    stages, notes = estimate(paper)
+    by = {s.name: s for s in stages}
+    # 2975 images x 19 classes x (512/4 x 1024/4) x (M, Σ) x float16, + CRC and flag
+    assert by["teacher cache"].disk == 2975 * (19 * 128 * 256 * 2 * 2 + 5)
+    full = load_config(ExperimentConfig, str(ROOT / "configs" / "cityscapes-paper.yaml"), ["distill.cache_reduction=1"])
+    assert {s.name: s for s in estimate(full)[0]}["teacher cache"].disk == 2975 * (19 * 512 * 1024 * 2 * 2 + 5)  # the 118 GB of old
+    assert len([s for s in stages if s.name.startswith("member ")]) == 25
+    assert all(s.seconds is not None and s.seconds > 0 for s in stages)
+    assert any("train-throughput-cpu-1thread.json" in n for n in notes)  # says where the figure comes from
+
+
+def test_dry_run_prints_estimates_and_commands_that_the_cli_accepts(paper):
+    text = describe_plan(paper, "configs/cityscapes-paper.yaml", ["data.root=/data/cs"])
+    assert "teacher cache" in text and "7.4 GB" in text and "no GPU measured" in text
+    cmds = plan_commands(paper, "configs/cityscapes-paper.yaml", ["data.root=/data/cs"])
+    assert [c.split()[1] for c in cmds] == ["train-teacher"] * 25 + ["distill", "distill", "calibrate", "evaluate"]
+    assert cmds[3].endswith("--member 3") and "--control" in cmds[-3]
+    parser = build_parser()
+    for c in cmds:
+        assert c in text
+        args = parser.parse_args(shlex.split(c)[1:])
+        assert args.config == "configs/cityscapes-paper.yaml" and args.overrides == ["data.root=/data/cs"]
+
+
+def test_checkpoint_estimate_matches_a_written_checkpoint(tmp_path):
+    cfg = load_config(ExperimentConfig, None, ["data.size=[32,48]", "model.encoder=tu-mobilenetv3_small_100",
+                                               "model.decoder_channels=16", "model.head_channels=16", "model.encoder_weights=null"])
+    weights, params = model_bytes(cfg)
+    torch.manual_seed(0)
+    save_model(build_model(cfg.model, 11), tmp_path / "m.safetensors")
+    size = (tmp_path / "m.safetensors").stat().st_size
+    assert weights <= size < weights * 1.05 + 64_000  # tensors plus the header and metadata
+    assert 0 < params <= weights
