@@ -156,7 +156,10 @@ def reusable(model_path: str | Path, inputs: dict, what: str, log: Callable[[str
     model_path = Path(model_path)
     if not model_path.exists():
         return False
-    recorded = read_metadata(model_path).get("built_from")
+    try:
+        recorded = read_metadata(model_path).get("built_from")
+    except CheckpointError:
+        return True  # unreadable: whoever loads it reports the problem with its own message
     if not isinstance(recorded, dict):
         return True  # written before provenance was recorded
     changed = differences(recorded, inputs)
