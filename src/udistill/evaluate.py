@@ -202,6 +202,7 @@ class SetAccumulator:
         self.sigma2d = SigmaHistogram2D(high=0.25) if pixel else None
         self.agree = CorrelationMeter() if pixel else None
         self.ceiling = CorrelationMeter(per_class_samples=0) if pixel else None  # U of half the members vs the other half
+        self.agree_light = CorrelationMeter() if pixel and "student_light" in predictors else None
         self.unc_who = tuple(p for p in ("teacher", "student", "student_light") if p in predictors)
         self.unc_sum = {k: torch.zeros(model_classes, dtype=torch.float64) for k in self.unc_who}
         self.unc_cnt = {k: torch.zeros(model_classes, dtype=torch.float64) for k in self.unc_who}
@@ -241,6 +242,8 @@ class SetAccumulator:
                 self.agree.update(maps["student_sigma"][i], maps["ensemble_std"][i], cls=target[i], valid=valid[i], item=idx)
                 if halves is not None:
                     self.ceiling.update(halves[0][i].float().cpu(), halves[1][i].float().cpu(), valid=valid[i], item=idx)
+                if self.agree_light is not None:
+                    self.agree_light.update(maps["student_light_sigma"][i], maps["ensemble_std"][i], cls=target[i], valid=valid[i], item=idx)
         for who in self.unc_who:
             pred = model_preds[who].cpu().flatten()
             u = maps[PRIMARY[who]].double().flatten()
@@ -271,6 +274,8 @@ class SetAccumulator:
             self.sigma2d.merge(other.sigma2d)
             self.agree.merge(other.agree)
             self.ceiling.merge(other.ceiling)
+            if self.agree_light is not None:
+                self.agree_light.merge(other.agree_light)
         for who in self.unc_who:
             self.unc_sum[who] += other.unc_sum[who]
             self.unc_cnt[who] += other.unc_cnt[who]
@@ -470,6 +475,8 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
     results["mean_uncertainty"] = {who: float(np.mean(acc_in.scores[PRIMARY[who]]["mean"])) for who in acc_in.unc_who}
     results["pixel"], results["pixel_student_errors"], results["curves"] = pixel_results(acc_in, results["predictors"])
     results["agreement"] = agreement_results(acc_in)
+    if acc_in.agree_light is not None:  # the light student's U against the ensemble's
+        results["agreement_light"] = {**acc_in.agree_light.compute(), "scale_ratio_by_decile": acc_in.agree_light.ratio_by_decile()}
     results["sigma_hist2d"] = acc_in.sigma2d.compute()
     image_scores_by_set = {"in-distribution": acc_in.scores}
     examples = {"in-distribution": acc_in.examples}
