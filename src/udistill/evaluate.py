@@ -261,7 +261,7 @@ class SetAccumulator:
             })
             self._example_index.append(indices[i])
 
-    def merge(self, other: "SetAccumulator") -> "SetAccumulator":
+    def merge(self, other: SetAccumulator) -> SetAccumulator:
         """Add another rank's accumulator (same sets of methods and predictors); returns self,
         its per-image lists and examples in image order."""
         for p in self.predictors:
@@ -295,7 +295,7 @@ class SetAccumulator:
         self._example_index = [self._example_index[i] for i in ex]
         return self
 
-    def portable(self) -> "SetAccumulator":
+    def portable(self) -> SetAccumulator:
         """Device tensors moved to the CPU, so that the accumulator can be sent to rank 0."""
         for cm in self.cm.values():
             cm.matrix = cm.matrix.cpu()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import shlex
-from typing import Sequence
+from collections.abc import Sequence
 
 from .config import ExperimentConfig
 
@@ -140,8 +140,8 @@ class Stage:
 
 def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
     """Per-stage disk and time, and the notes that say where the figures come from."""
-    from .distill import views_for
     from .data.from_config import parse_shifts
+    from .distill import views_for
     from .targets import cache_nbytes
     from .train.recipes import member_recipe
 

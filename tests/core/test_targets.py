@@ -5,8 +5,8 @@ import torch
 from toy import ToyDataset
 from udistill.data.transforms import Augment
 from udistill.ensemble import Ensemble
-from udistill.models import build_model
 from udistill.losses import distillation_loss
+from udistill.models import build_model
 from udistill.targets import CachedTargets, StaleCacheError, build_cache, cache_nbytes, reduce_maps
 from udistill.train.views import TrainView
 

@@ -34,7 +34,7 @@ def test_without_item_keys_shards_draw_other_samples():
     """The control: per-meter random keys (the old behaviour) pick a different sample."""
     one = CorrelationMeter(max_samples=500)
     shards = [CorrelationMeter(max_samples=500) for _ in range(2)]
-    for i, x, y, c in _images():
+    for i, x, y, _ in _images():
         one.update(x, y)
         shards[(i // 2) % 2].update(x, y)
     assert one.compute()["spearman"] != shards[0].merge(shards[1]).compute()["spearman"]
