@@ -53,9 +53,19 @@ def random_student(path: Path, arch: dict = CAMVID_CPU) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(**arch)
     model = build_model(cfg, 11, "prediction+uncertainty").eval()
-    save_model(model, path, classes=list(CAMVID11.classes), label_scheme="camvid11", input_size=[176, 240], resize="stretch",
-               ood={"score": "median_plus_min_over_max", "thresholds": {"median_plus_min_over_max": 1.0},
-                    "display_range": [0.0, 0.05]})
+    save_model(
+        model,
+        path,
+        classes=list(CAMVID11.classes),
+        label_scheme="camvid11",
+        input_size=[176, 240],
+        resize="stretch",
+        ood={
+            "score": "median_plus_min_over_max",
+            "thresholds": {"median_plus_min_over_max": 1.0},
+            "display_range": [0.0, 0.05],
+        },
+    )
 
 
 def synthetic_frames(folder: Path, count: int, size=(360, 480), split: str = "val") -> list[Path]:
@@ -100,8 +110,13 @@ def run_predict(ckpt: Path, inputs, out: Path, *extra) -> tuple[float, float, in
     """(peak RSS MiB, wall seconds, exit code) of one ``udistill predict`` child process."""
     cmd = [sys.executable, "-c", CHILD, "predict", str(ckpt), *map(str, inputs), "--out", str(out), *extra]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        cmd,
+        env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 3):
         print(proc.stderr, file=sys.stderr)
@@ -133,8 +148,10 @@ def section_throughput(ckpt: Path, frames: list[Path], tmp: Path) -> None:
         one, _ = _predict_in_process(ckpt, frames[:1], tmp / f"one{int(native)}", native)  # model load + first frame
         full, code = _predict_in_process(ckpt, [frames[0].parent], tmp / f"all{int(native)}", native)
         per = (full - one) / (len(frames) - 1)
-        print(f"   udistill predict (decode, model, 4 files/frame), {label:<28} {1 / per:6.2f} frames/s "
-              f"({1000 * per:6.1f} ms/frame), exit {code}")
+        print(
+            f"   udistill predict (decode, model, 4 files/frame), {label:<28} {1 / per:6.2f} frames/s "
+            f"({1000 * per:6.1f} ms/frame), exit {code}"
+        )
     imgs = [read_image(p) for p in frames]
     for label, native in (("resize to 176x240 (default)", False), ("--native (model at 360x480)", True)):
         with warnings.catch_warnings():
@@ -145,7 +162,9 @@ def section_throughput(ckpt: Path, frames: list[Path], tmp: Path) -> None:
         for im in imgs:
             pred(im)
         per = (time.perf_counter() - t0) / len(imgs)
-        print(f"   Predictor API (no file I/O),                      {label:<28} {1 / per:6.2f} frames/s ({1000 * per:6.1f} ms/frame)")
+        print(
+            f"   Predictor API (no file I/O),                      {label:<28} {1 / per:6.2f} frames/s ({1000 * per:6.1f} ms/frame)"
+        )
 
 
 def section_memory(ckpt: Path, tmp: Path) -> None:
@@ -195,29 +214,42 @@ def section_onnx(ckpt: Path, tmp: Path, repeats: int, trained: bool) -> None:
     print(f"\n3. onnxruntime at 360x480, one thread, median of {repeats}: float32 vs int8")
     paper = tmp / "paper.safetensors"
     random_student(paper, PAPER)
-    for label, model, native in (("graph resizes to 176x240", ckpt, False), ("native graph (model at 360x480)", ckpt, True),
-                                 ("paper arch (MobileNetV2/256), resizes", paper, False)):
+    for label, model, native in (
+        ("graph resizes to 176x240", ckpt, False),
+        ("native graph (model at 360x480)", ckpt, True),
+        ("paper arch (MobileNetV2/256), resizes", paper, False),
+    ):
         fp32 = export_onnx(model, tmp / f"s{int(native)}{model.stem}.onnx", native=native)
         int8 = tmp / f"s{int(native)}{model.stem}.int8.onnx"
         fid = quantize_onnx(fp32, int8, calib)
         t32, _ = _latency(_session(fp32), x, repeats)
         t8, _ = _latency(_session(int8), x, repeats)
-        print(f"   {label:<34} fp32 {t32:7.1f} ms  int8 {t8:7.1f} ms  speed-up {t32 / t8:4.2f}x  "
-              f"label agreement {100 * fid['label_agreement']:6.2f} %  U Pearson {fid['u_pearson']:.4f} "
-              f"({fid['holdout_images']} held-out frames)")
-    print("   (the paper-architecture line always has random weights; " + ("" if trained else "so do the others: ")
-          + "fidelity of random weights describes a random model, not a trained student)")
+        print(
+            f"   {label:<34} fp32 {t32:7.1f} ms  int8 {t8:7.1f} ms  speed-up {t32 / t8:4.2f}x  "
+            f"label agreement {100 * fid['label_agreement']:6.2f} %  U Pearson {fid['u_pearson']:.4f} "
+            f"({fid['holdout_images']} held-out frames)"
+        )
+    print(
+        "   (the paper-architecture line always has random weights; "
+        + ("" if trained else "so do the others: ")
+        + "fidelity of random weights describes a random model, not a trained student)"
+    )
     print(f"\n4. fused vs full outputs at 360x480 (graph resizes to 176x240), median of {repeats}")
     full = export_onnx(ckpt, tmp / "full.onnx")
     fused = export_onnx(ckpt, tmp / "fused.onnx", fused=True)
-    for label, path in (("full (probabilities, sigma, score_map)", full), ("fused (labels u8, U f16, 5 scores)", fused)):
+    for label, path in (
+        ("full (probabilities, sigma, score_map)", full),
+        ("fused (labels u8, U f16, 5 scores)", fused),
+    ):
         ms, nbytes = _latency(_session(path), x, repeats)
         print(f"   {label:<40} {ms:7.1f} ms  {nbytes / 1024:9.1f} KiB/frame")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", default=None, help="trained student (file, student or run folder); default: random weights")
+    ap.add_argument(
+        "--checkpoint", default=None, help="trained student (file, student or run folder); default: random weights"
+    )
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "memory", "onnx"])
@@ -237,10 +269,12 @@ def main() -> None:
             random_student(ckpt)
         import platform
 
-        print(f"field deployment benchmark: {'trained student ' + str(ckpt) if trained else 'RANDOM-WEIGHT student'} "
-              f"(camvid-cpu architecture: tu-mobilenetv3_small_100, 64/64 channels, trained size 176x240, 11 classes); "
-              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, torch threads 1, {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} CPUs")
+        print(
+            f"field deployment benchmark: {'trained student ' + str(ckpt) if trained else 'RANDOM-WEIGHT student'} "
+            f"(camvid-cpu architecture: tu-mobilenetv3_small_100, 64/64 channels, trained size 176x240, 11 classes); "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, torch threads 1, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs"
+        )
         if "throughput" not in args.skip:
             section_throughput(ckpt, synthetic_frames(tmp / "frames", args.frames), tmp)
         if "memory" not in args.skip:

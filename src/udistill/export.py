@@ -54,8 +54,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UdistillError
-from .metrics.image import IMAGE_SCORES
 from .io import atomic_path
+from .metrics.image import IMAGE_SCORES
 
 METADATA_KEY = "udistill"
 INPUT_NAME = "image"
@@ -95,7 +95,11 @@ class OnnxWrapper(nn.Module):
             if sigma is not None and not self.fused:
                 sigma = F.interpolate(sigma, size=big, mode="bilinear", align_corners=False)
         if self.fused:
-            u = u_small if self.size is None else F.interpolate(u_small[:, None], size=image.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+            u = (
+                u_small
+                if self.size is None
+                else F.interpolate(u_small[:, None], size=image.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+            )
             return probs.argmax(1).to(torch.uint8), u.to(torch.float16), image_scores_graph(u_small)
         outs = [probs] + ([sigma] if sigma is not None else []) + ([u_small] if self.size is not None else [])
         return outs[0] if len(outs) == 1 else tuple(outs)
@@ -123,8 +127,14 @@ def _require_onnx():
         raise UdistillError("ONNX export needs the 'onnx' package: pip install 'udistill[deploy]'") from None
 
 
-def export_model(model: nn.Module, out_path: str | Path, opset: int = 17, meta: dict | None = None,
-                 size: tuple[int, int] | None = None, fused: bool = False) -> Path:
+def export_model(
+    model: nn.Module,
+    out_path: str | Path,
+    opset: int = 17,
+    meta: dict | None = None,
+    size: tuple[int, int] | None = None,
+    fused: bool = False,
+) -> Path:
     """Export an in-memory :class:`~udistill.models.build.SegmentationModel` (see the module
     docstring for the graph; ``size``: resize frames to this training size inside the graph).
     ``meta`` goes into the file's metadata as JSON. Returns the path."""
@@ -152,8 +162,15 @@ def export_model(model: nn.Module, out_path: str | Path, opset: int = 17, meta: 
             warnings.simplefilter("ignore")  # deprecation of the TorchScript exporter, tracer warnings
             try:
                 torch.onnx.export(
-                    wrapper, (example,), str(raw), dynamo=False, opset_version=opset,
-                    input_names=[INPUT_NAME], output_names=names, dynamic_axes=dyn, do_constant_folding=True,
+                    wrapper,
+                    (example,),
+                    str(raw),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=names,
+                    dynamic_axes=dyn,
+                    do_constant_folding=True,
                 )
             except (TypeError, NotImplementedError, AttributeError, ImportError):
                 raw.unlink(missing_ok=True)
@@ -162,7 +179,12 @@ def export_model(model: nn.Module, out_path: str | Path, opset: int = 17, meta: 
 
     info = dict(meta or {})
     info["onnx"] = {
-        "input": {"name": INPUT_NAME, "shape": ["batch", 3, "height", "width"], "dtype": "float32", "range": "RGB in [0, 1]"},
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", 3, "height", "width"],
+            "dtype": "float32",
+            "range": "RGB in [0, 1]",
+        },
         "outputs": names,
         "resize": {"input_size": list(size), "resize": "stretch"} if size is not None else None,
         "fused": bool(fused),
@@ -185,12 +207,21 @@ def _export_dynamo(wrapper: nn.Module, example: torch.Tensor, path: Path, opset:
     from torch.export import Dim
 
     shapes = {"image": {0: Dim("batch", min=1, max=4096), 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
-    program = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                                output_names=names, dynamic_shapes=shapes)
+    program = torch.onnx.export(
+        wrapper,
+        (example,),
+        dynamo=True,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=names,
+        dynamic_shapes=shapes,
+    )
     program.save(str(path), external_data=False)
 
 
-def export_onnx(checkpoint: str | Path, out_path: str | Path, opset: int = 17, native: bool = False, fused: bool = False) -> Path:
+def export_onnx(
+    checkpoint: str | Path, out_path: str | Path, opset: int = 17, native: bool = False, fused: bool = False
+) -> Path:
     """Export a udistill checkpoint (``.safetensors``) to one ``.onnx`` file.
 
     Students get outputs ``probabilities`` (softmax, N x C x H x W) and ``sigma`` (the
@@ -212,8 +243,10 @@ def export_onnx(checkpoint: str | Path, out_path: str | Path, opset: int = 17, n
         raise UdistillError(f"{out_path}: the output file name must end in .onnx")
     geometry = Geometry.from_meta(meta, native=native)
     if geometry.size is not None and geometry.mode != "stretch":
-        raise UdistillError(f"{checkpoint}: resize mode '{geometry.mode}' is not exported inside the ONNX graph; "
-                            "export with --native and resize frames yourself")
+        raise UdistillError(
+            f"{checkpoint}: resize mode '{geometry.mode}' is not exported inside the ONNX graph; "
+            "export with --native and resize frames yourself"
+        )
     return export_model(model, out_path, opset=opset, meta=meta, size=geometry.size, fused=fused)
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -43,7 +43,9 @@ def stored_score(meta: dict) -> str:
     return score if score in IMAGE_SCORES else DEFAULT_SCORE
 
 
-def folder_scores(predictor: Predictor, folder: str | Path, skipped: list[str]) -> tuple[list[str], dict[str, list[float]]]:
+def folder_scores(
+    predictor: Predictor, folder: str | Path, skipped: list[str]
+) -> tuple[list[str], dict[str, list[float]]]:
     """(image paths, {score name: values}) for every readable image of ``folder``."""
     from .data.imageio import read_image
 
@@ -66,15 +68,22 @@ def folder_scores(predictor: Predictor, folder: str | Path, skipped: list[str]) 
     return names, scores
 
 
-def operating_point(values: Sequence[float], threshold: Optional[float]) -> Optional[float]:
+def operating_point(values: Sequence[float], threshold: float | None) -> float | None:
     """Fraction of images flagged (score > threshold); None without a threshold."""
     if threshold is None:
         return None
     return float(np.mean(np.asarray(values, np.float64) > threshold))
 
 
-def ood_report(checkpoint, in_folder, ood_folders: Sequence, score: Optional[str] = None, device=None,
-               native: bool = False, threshold: Optional[float] = None) -> dict:
+def ood_report(
+    checkpoint,
+    in_folder,
+    ood_folders: Sequence,
+    score: str | None = None,
+    device=None,
+    native: bool = False,
+    threshold: float | None = None,
+) -> dict:
     """The report as a dict (see the module docstring)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no calibrated threshold" is reported in the result instead
@@ -89,33 +98,54 @@ def ood_report(checkpoint, in_folder, ood_folders: Sequence, score: Optional[str
     _, in_scores = folder_scores(predictor, in_folder, skipped)
     t = predictor.threshold
     report = {
-        "checkpoint": str(checkpoint), "score": name, "threshold": t, "threshold_source": predictor.threshold_source,
+        "checkpoint": str(checkpoint),
+        "score": name,
+        "threshold": t,
+        "threshold_source": predictor.threshold_source,
         "model_input": predictor.geometry.describe(),
-        "in": {"folder": str(in_folder), "images": len(in_scores[name]), "false_alarm_rate": operating_point(in_scores[name], t)},
-        "ood": [], "skipped": skipped,
+        "in": {
+            "folder": str(in_folder),
+            "images": len(in_scores[name]),
+            "false_alarm_rate": operating_point(in_scores[name], t),
+        },
+        "ood": [],
+        "skipped": skipped,
     }
     for folder in ood_folders:
         _, scores = folder_scores(predictor, folder, skipped)
         m = ood_metrics(in_scores[name], scores[name])
-        report["ood"].append({
-            "folder": str(folder), "images": len(scores[name]), "auroc": m["auroc"], "fpr95": m["fpr95"],
-            "detection_rate": operating_point(scores[name], t),
-            "auroc_by_score": {s: ood_metrics(in_scores[s], scores[s])["auroc"] for s in IMAGE_SCORES},
-        })
+        report["ood"].append(
+            {
+                "folder": str(folder),
+                "images": len(scores[name]),
+                "auroc": m["auroc"],
+                "fpr95": m["fpr95"],
+                "detection_rate": operating_point(scores[name], t),
+                "auroc_by_score": {s: ood_metrics(in_scores[s], scores[s])["auroc"] for s in IMAGE_SCORES},
+            }
+        )
     return report
 
 
-def _pct(x: Optional[float]) -> str:
+def _pct(x: float | None) -> str:
     return "   -  " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:5.1f}%"
 
 
 def format_report(r: dict) -> str:
-    thr = f"{r['threshold']:.4g} ({r['threshold_source']})" if r["threshold"] is not None else "none (run udistill calibrate)"
-    lines = [f"ood-report: score {r['score']}, threshold {thr}, model input {r['model_input']}",
-             f"in-distribution {r['in']['folder']}: {r['in']['images']} images, false alarms at the threshold {_pct(r['in']['false_alarm_rate'])}",
-             f"{'OOD folder':<40} {'images':>6} {'AUROC':>6} {'FPR95':>6} {'detected':>9}"]
+    thr = (
+        f"{r['threshold']:.4g} ({r['threshold_source']})"
+        if r["threshold"] is not None
+        else "none (run udistill calibrate)"
+    )
+    lines = [
+        f"ood-report: score {r['score']}, threshold {thr}, model input {r['model_input']}",
+        f"in-distribution {r['in']['folder']}: {r['in']['images']} images, false alarms at the threshold {_pct(r['in']['false_alarm_rate'])}",
+        f"{'OOD folder':<40} {'images':>6} {'AUROC':>6} {'FPR95':>6} {'detected':>9}",
+    ]
     for o in r["ood"]:
-        lines.append(f"{o['folder'][-40:]:<40} {o['images']:>6} {o['auroc']:6.3f} {o['fpr95']:6.3f} {_pct(o['detection_rate']):>9}")
+        lines.append(
+            f"{o['folder'][-40:]:<40} {o['images']:>6} {o['auroc']:6.3f} {o['fpr95']:6.3f} {_pct(o['detection_rate']):>9}"
+        )
     return "\n".join(lines)
 
 
@@ -123,8 +153,15 @@ def run_ood_report(args) -> int:
     """CLI entry: print the table, write ``--json``; exit 3 when images were skipped."""
     if not args.ood:
         raise UdistillError("ood-report needs at least one --ood DIR")
-    r = ood_report(args.checkpoint, args.in_folder, args.ood, score=args.score, device=args.device,
-                   native=args.native, threshold=args.threshold)
+    r = ood_report(
+        args.checkpoint,
+        args.in_folder,
+        args.ood,
+        score=args.score,
+        device=args.device,
+        native=args.native,
+        threshold=args.threshold,
+    )
     print(format_report(r))
     if args.json:
         atomic_write_json(args.json, r)

@@ -34,8 +34,8 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 from .errors import CheckpointError
 
@@ -56,7 +56,7 @@ def digest(obj) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def weights_digest(path: str | Path) -> Optional[str]:
+def weights_digest(path: str | Path) -> str | None:
     """The weights digest recorded in a checkpoint's header (16 hex digits); None if absent."""
     path = Path(path)
     if not path.is_file():
@@ -82,8 +82,11 @@ def member_inputs(cfg, k: int) -> dict:
     from .train.recipes import member_recipe
 
     model = {k_: v for k_, v in to_dict(cfg.model).items() if k_ != "uncertainty_head"}
-    recipe = {k_: v for k_, v in dataclasses.asdict(member_recipe(cfg.train, k, cfg.teacher.diversify)).items()
-              if k_ not in _TRAIN_IRRELEVANT}
+    recipe = {
+        k_: v
+        for k_, v in dataclasses.asdict(member_recipe(cfg.train, k, cfg.teacher.diversify)).items()
+        if k_ not in _TRAIN_IRRELEVANT
+    }
     init = cfg.teacher.init_seed + (k if cfg.teacher.diverse_init else 0)
     return {"config": digest({"model": model, "train": recipe, "init_seed": init, "data": _data_definition(cfg)})}
 
@@ -168,7 +171,8 @@ def reusable(model_path: str | Path, inputs: dict, what: str, log: Callable[[str
     if not _REBUILD.get():
         raise StaleStageError(
             f"{model_path}: the {what} is stale ({'; '.join(changed)}); rebuild it with `udistill experiment` "
-            f"(or delete {model_path.parent})")
+            f"(or delete {model_path.parent})"
+        )
     moved = set_aside(model_path.parent)
     log(f"[{what}] stale ({'; '.join(changed)}): moved to {moved}, rebuilding")
     return False
@@ -205,15 +209,23 @@ def check_run(cfg) -> None:
 
     for k in range(cfg.teacher.members):
         check_finished(member_dir(cfg.out_dir, k) / _MODEL_FILE, member_inputs(cfg, k), f"member {k}")
-    heads = [cfg.model.uncertainty_head] + (["light"] if cfg.distill.light_student and cfg.model.uncertainty_head != "light" else [])
+    heads = [cfg.model.uncertainty_head] + (
+        ["light"] if cfg.distill.light_student and cfg.model.uncertainty_head != "light" else []
+    )
     for h in heads:
         model_cfg = dataclasses.replace(cfg.model, uncertainty_head=h)
         path = student_dir(cfg, h) / _MODEL_FILE
-        check_finished(path, student_inputs(cfg, model_cfg, init_path_of(cfg)), "student" if h == "paper" else f"student ({h} head)")
+        check_finished(
+            path,
+            student_inputs(cfg, model_cfg, init_path_of(cfg)),
+            "student" if h == "paper" else f"student ({h} head)",
+        )
 
 
 def init_path_of(cfg) -> Path:
     """The model the student starts from (``distill.init_from``)."""
     from .ensemble import member_dir
 
-    return member_dir(cfg.out_dir, 0) / _MODEL_FILE if cfg.distill.init_from == "member0" else Path(cfg.distill.init_from)
+    return (
+        member_dir(cfg.out_dir, 0) / _MODEL_FILE if cfg.distill.init_from == "member0" else Path(cfg.distill.init_from)
+    )

@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -40,8 +40,10 @@ def split_images(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     """(calibration, held-out): every :data:`HOLDOUT_EVERY`-th image is held out."""
     files = list(files)
     if len(files) < 2:
-        raise UdistillError(f"int8 calibration needs at least 2 images (one to calibrate on, one to measure fidelity), got {len(files)}")
-    held = files[HOLDOUT_EVERY - 1::HOLDOUT_EVERY] or files[-1:]
+        raise UdistillError(
+            f"int8 calibration needs at least 2 images (one to calibrate on, one to measure fidelity), got {len(files)}"
+        )
+    held = files[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY] or files[-1:]
     calib = [f for f in files if f not in held]
     return calib[:MAX_CALIBRATION_IMAGES], held
 
@@ -91,9 +93,15 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration_image
         root.setLevel(logging.ERROR)  # the quantiser logs advice for every bias it leaves in float
         try:
             quantize_static(
-                _preprocessed(fp32_path, Path(tmp) / "pre.onnx"), str(raw), _Frames(calib, "image"),
-                quant_format=QuantFormat.QOperator, op_types_to_quantize=["Conv"], per_channel=PER_CHANNEL,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                _preprocessed(fp32_path, Path(tmp) / "pre.onnx"),
+                str(raw),
+                _Frames(calib, "image"),
+                quant_format=QuantFormat.QOperator,
+                op_types_to_quantize=["Conv"],
+                per_channel=PER_CHANNEL,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
             )
         finally:
             root.setLevel(level)
@@ -129,10 +137,9 @@ def _preprocessed(src: Path, dst: Path) -> str:
 def measure_fidelity(fp32_path: str | Path, int8_model: bytes, held: Sequence[Path]) -> dict:
     """Label agreement and Pearson of U between the two graphs on the ``held`` images."""
     import onnxruntime as ort
+    import torch
 
     from .predict.backends import onnx_backend
-
-    import torch
 
     runs = []
     for model in (str(fp32_path), int8_model):

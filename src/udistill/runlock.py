@@ -33,8 +33,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 from .errors import UdistillError
 
@@ -48,7 +48,7 @@ class RunLockedError(UdistillError):
     """Another process is writing to the run folder or the stage."""
 
 
-def _read(path: Path) -> Optional[dict]:
+def _read(path: Path) -> dict | None:
     """The holder recorded in a lock file ({} if empty or unreadable, None if no file)."""
     try:
         text = path.read_text("utf-8")
@@ -63,18 +63,20 @@ def _read(path: Path) -> Optional[dict]:
         return {}
 
 
-def holder(run_dir: str | os.PathLike) -> Optional[dict]:
+def holder(run_dir: str | os.PathLike) -> dict | None:
     """The recorded exclusive holder of the run folder's lock."""
     return _read(Path(run_dir) / LOCK_NAME)
 
 
-def _describe(info: Optional[dict]) -> str:
+def _describe(info: dict | None) -> str:
     if not info:
         return "another udistill process"
     started = info.get("started")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, (int, float)) else "?"
     stage = f", stage {info['stage']}" if info.get("stage") else ""
-    return f"pid {info.get('pid', '?')} on host {info.get('host', '?')} ({info.get('command', '?')}{stage}, since {when})"
+    return (
+        f"pid {info.get('pid', '?')} on host {info.get('host', '?')} ({info.get('command', '?')}{stage}, since {when})"
+    )
 
 
 def _stage_holders(run: Path) -> str:
@@ -87,9 +89,16 @@ def _is_rank0() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
-def _me(stage: Optional[str]) -> str:
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "stage": stage,
-                       "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200], "started": time.time()})
+def _me(stage: str | None) -> str:
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "stage": stage,
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200],
+            "started": time.time(),
+        }
+    )
 
 
 def _open_locked(path: Path, exclusive: bool):
@@ -97,7 +106,7 @@ def _open_locked(path: Path, exclusive: bool):
     the file was removed and recreated between our open and flock."""
     for _ in range(100):
         path.parent.mkdir(exist_ok=True)  # .locks/ may have been removed by a finishing stage
-        fh = open(path, "a+", encoding="utf-8")
+        fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for as long as the lock
         try:
             fcntl.flock(fh.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except OSError:
@@ -114,7 +123,7 @@ def _open_locked(path: Path, exclusive: bool):
 
 
 @contextlib.contextmanager
-def _hold(path: Path, exclusive: bool, stage: Optional[str], refuse: Callable[[], str], log) -> Iterator[None]:
+def _hold(path: Path, exclusive: bool, stage: str | None, refuse: Callable[[], str], log) -> Iterator[None]:
     key = str(path.resolve())
     if key in _held and (_held[key][2] or not exclusive):
         _held[key][1] += 1
@@ -159,8 +168,9 @@ def _release(path: Path, fh, exclusive: bool) -> None:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike, stage: Optional[str] = None,
-             log: Callable[[str], None] | None = None) -> Iterator[Path]:
+def run_lock(
+    run_dir: str | os.PathLike, stage: str | None = None, log: Callable[[str], None] | None = None
+) -> Iterator[Path]:
     """Hold the run (``stage`` None: exclusively) or one stage of it (the run shared, the
     stage exclusively) for the ``with`` block; :class:`RunLockedError` naming the holder if
     another live process is in the way. Locks of dead processes are taken over (``log``-ged)."""
@@ -190,7 +200,7 @@ def run_lock(run_dir: str | os.PathLike, stage: Optional[str] = None,
                 run.rmdir()
 
 
-def _refusal(run: Path, stage: Optional[str]) -> str:
+def _refusal(run: Path, stage: str | None) -> str:
     if stage is not None:
         who = _describe(_read(run / STAGE_LOCKS / f"{stage}.lock"))
         return f"{run}: stage {stage} is being written by {who}; wait for it to finish or use another out_dir"

@@ -27,17 +27,27 @@ def test_an_image_folder_is_an_ood_set(tmp_path):
     for k in range(2):
         torch.manual_seed(k)
         save_model(build_model(cfg, 11), run / "members" / f"member-{k}" / "model.safetensors", **meta)
-    save_model(to_student(build_model(cfg, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta)
+    save_model(
+        to_student(build_model(cfg, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta
+    )
     frames = tmp_path / "fleet"
     frames.mkdir()
     rng = np.random.default_rng(0)
     for i in range(5):
         Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(frames / f"{i}.png")
-    exp = load_config(ExperimentConfig, None, [
-        f"out_dir={run}", "data.size=[32,48]", "data.test_options={length: 4}",
-        f"data.shifts=[{{name: fleet, dataset: images, root: {frames}}}]",
-        f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}", "teacher.members=2", "evaluate.mc_samples=2",
-    ])
+    exp = load_config(
+        ExperimentConfig,
+        None,
+        [
+            f"out_dir={run}",
+            "data.size=[32,48]",
+            "data.test_options={length: 4}",
+            f"data.shifts=[{{name: fleet, dataset: images, root: {frames}}}]",
+            f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}",
+            "teacher.members=2",
+            "evaluate.mc_samples=2",
+        ],
+    )
     res = json.loads((run_evaluation(exp, progress=False) / "results.json").read_text())
     fleet = res["shifts"]["fleet"]
     assert fleet["images"] == 5

@@ -33,9 +33,18 @@ META = {"classes": ["c"] * 11, "label_scheme": "camvid11"}
 
 
 def _config(tmp_path: Path) -> tuple[ExperimentConfig, Path]:
-    raw = {"out_dir": str(tmp_path / "run"), "data": {"dataset": "synthetic", "size": [32, 48],
-           "train_options": {"length": 8}, "test_options": {"length": 4}},
-           "model": MODEL, "train": {"epochs": 1, "batch_size": 4, "progress": False}, "teacher": {"members": 2}}
+    raw = {
+        "out_dir": str(tmp_path / "run"),
+        "data": {
+            "dataset": "synthetic",
+            "size": [32, 48],
+            "train_options": {"length": 8},
+            "test_options": {"length": 4},
+        },
+        "model": MODEL,
+        "train": {"epochs": 1, "batch_size": 4, "progress": False},
+        "teacher": {"members": 2},
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_config(ExperimentConfig, str(path), []), path
@@ -47,8 +56,12 @@ def _finished_run(cfg: ExperimentConfig) -> Path:
     mcfg = ModelConfig(**MODEL)
     for k in range(cfg.teacher.members):
         torch.manual_seed(k)
-        save_model(build_model(mcfg, 11), run / "members" / f"member-{k}" / "model.safetensors", **META,
-                   built_from=provenance.member_inputs(cfg, k))
+        save_model(
+            build_model(mcfg, 11),
+            run / "members" / f"member-{k}" / "model.safetensors",
+            **META,
+            built_from=provenance.member_inputs(cfg, k),
+        )
     student = to_student(build_model(mcfg, 11), "prediction+uncertainty")
     built = provenance.student_inputs(cfg, cfg.model, provenance.init_path_of(cfg))
     save_model(student, run / "student" / "model.safetensors", **META, built_from=built)
@@ -57,8 +70,12 @@ def _finished_run(cfg: ExperimentConfig) -> Path:
 
 def _retrain_member(run: Path, k: int, cfg: ExperimentConfig, seed: int = 99) -> None:
     torch.manual_seed(seed)
-    save_model(build_model(ModelConfig(**MODEL), 11), run / "members" / f"member-{k}" / "model.safetensors", **META,
-               built_from=provenance.member_inputs(cfg, k))
+    save_model(
+        build_model(ModelConfig(**MODEL), 11),
+        run / "members" / f"member-{k}" / "model.safetensors",
+        **META,
+        built_from=provenance.member_inputs(cfg, k),
+    )
 
 
 def test_fresh_stages_are_reused(tmp_path):
@@ -114,7 +131,9 @@ def test_checkpoints_without_provenance_are_reused(tmp_path):
     cfg, _ = _config(tmp_path)
     run = Path(cfg.out_dir)
     save_model(build_model(ModelConfig(**MODEL), 11), run / "members" / "member-0" / "model.safetensors", **META)
-    assert provenance.reusable(run / "members" / "member-0" / "model.safetensors", provenance.member_inputs(cfg, 0), "member 0")
+    assert provenance.reusable(
+        run / "members" / "member-0" / "model.safetensors", provenance.member_inputs(cfg, 0), "member 0"
+    )
 
 
 def test_the_student_records_what_it_was_built_from(tmp_path):
@@ -147,9 +166,11 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
     run = _finished_run(cfg)
     proc = _hold(run)
     try:
-        with pytest.raises(RunLockedError, match=rf"in use by pid {proc.pid} on host {os.uname().nodename}"):
-            with run_lock(run):
-                pass
+        with (
+            pytest.raises(RunLockedError, match=rf"in use by pid {proc.pid} on host {os.uname().nodename}"),
+            run_lock(run),
+        ):
+            pass
         assert main(["distill", "--config", str(cfg_path)]) == 2
         assert f"pid {proc.pid}" in capsys.readouterr().err
     finally:
@@ -193,7 +214,10 @@ def test_two_processes_racing_for_a_free_lock_get_one_winner(tmp_path):
             print("refused")
     """)
     start = time.time() + 2.0
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(run), str(start)], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(run), str(start)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     results = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert results == ["refused", "refused", "won"]
 
@@ -220,20 +244,26 @@ def test_member_jobs_run_side_by_side_but_not_beside_a_run_writer(tmp_path):
     try:
         with run_lock(run, stage="member-3"):  # another member: fine
             pass
-        with pytest.raises(RunLockedError, match=rf"stage member-2 is being written by pid {member2.pid}"):
-            with run_lock(run, stage="member-2"):
-                pass
-        with pytest.raises(RunLockedError, match=rf"run folder is in use by pid {member2.pid} .*stage member-2"):
-            with run_lock(run):  # experiment / distill / evaluate
-                pass
+        with (
+            pytest.raises(RunLockedError, match=rf"stage member-2 is being written by pid {member2.pid}"),
+            run_lock(run, stage="member-2"),
+        ):
+            pass
+        with (
+            pytest.raises(RunLockedError, match=rf"run folder is in use by pid {member2.pid} .*stage member-2"),
+            run_lock(run),
+        ):  # experiment / distill / evaluate
+            pass
     finally:
         member2.kill()
         member2.wait()
     experiment = hold(None)
     try:
-        with pytest.raises(RunLockedError, match=rf"run folder is in use by pid {experiment.pid}"):
-            with run_lock(run, stage="member-0"):
-                pass
+        with (
+            pytest.raises(RunLockedError, match=rf"run folder is in use by pid {experiment.pid}"),
+            run_lock(run, stage="member-0"),
+        ):
+            pass
     finally:
         experiment.kill()
         experiment.wait()

@@ -87,8 +87,13 @@ def test_errors_name_the_problem(tmp_path, case):
         "option": {"root": tmp_path / "empty", "sequences": ["x"]},
         "no-root": {},
     }[case]
-    match = {"missing": "not found", "empty": "no images", "bad-line": "line 1: image .*gone.png not found",
-             "option": "unknown option", "no-root": "no root"}[case]
+    match = {
+        "missing": "not found",
+        "empty": "no images",
+        "bad-line": "line 1: image .*gone.png not found",
+        "option": "unknown option",
+        "no-root": "no root",
+    }[case]
     with pytest.raises(DataError, match=match):
         build_dataset("images", "test", **kwargs)
 

@@ -36,8 +36,15 @@ def run(tmp_path_factory):
     model = build_model(SMALL, 11, "prediction+uncertainty").eval()
     ckpt = d / "run" / "student" / "model.safetensors"
     ckpt.parent.mkdir(parents=True)
-    save_model(model, ckpt, classes=list(CAMVID11.classes), label_scheme="camvid11", input_size=[32, 48], resize="stretch",
-               ood={"score": "mean", "thresholds": {"mean": 0.5}})
+    save_model(
+        model,
+        ckpt,
+        classes=list(CAMVID11.classes),
+        label_scheme="camvid11",
+        input_size=[32, 48],
+        resize="stretch",
+        ood={"score": "mean", "thresholds": {"mean": 0.5}},
+    )
     full = export_onnx(d / "run", d / "full.onnx")
     fused = export_onnx(ckpt, d / "fused.onnx", fused=True)
     return d, ckpt, full, fused

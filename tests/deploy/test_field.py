@@ -49,8 +49,11 @@ def _save(path, model, resize="stretch", ood=None, input_size=TRAIN_SIZE):
 
 @pytest.fixture(scope="module")
 def ckpt(student, tmp_path_factory):
-    return _save(tmp_path_factory.mktemp("ck") / "student" / "model.safetensors", student,
-                 ood={"score": SCORE, "thresholds": {s: 0.5 for s in IMAGE_SCORES}, "display_range": [0.0, 0.6]})
+    return _save(
+        tmp_path_factory.mktemp("ck") / "student" / "model.safetensors",
+        student,
+        ood={"score": SCORE, "thresholds": {s: 0.5 for s in IMAGE_SCORES}, "display_range": [0.0, 0.6]},
+    )
 
 
 def _model_maps(model, rgb, size):
@@ -61,7 +64,9 @@ def _model_maps(model, rgb, size):
         out = model(small)
     probs = torch.softmax(out.logits, 1)
     u_small = out.sigma.mean(1)
-    big = F.interpolate(torch.cat([probs, u_small[:, None]], 1), size=rgb.shape[:2], mode="bilinear", align_corners=False)
+    big = F.interpolate(
+        torch.cat([probs, u_small[:, None]], 1), size=rgb.shape[:2], mode="bilinear", align_corners=False
+    )
     return big[0, :11].argmax(0).numpy(), big[0, 11].numpy(), u_small[0]
 
 
@@ -141,7 +146,9 @@ def test_all_good_exits_0_and_all_bad_exits_2(ckpt, tmp_path, capsys):
     (bad / "x.png").write_bytes(b"not a png")
     assert main(["predict", str(ckpt), str(bad), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and err[-1] == "udistill: error: none of the 2 inputs could be processed (each is listed above)"
+    assert (
+        len(err) == 3 and err[-1] == "udistill: error: none of the 2 inputs could be processed (each is listed above)"
+    )
 
 
 def test_the_api_refuses_a_1x1_image(ckpt):
@@ -181,7 +188,9 @@ def test_heat_map_uses_the_calibrated_display_range_with_a_colour_bar(ckpt, stud
     over = np.asarray(Image.open(out / "f_overlay.png"))
     assert over.shape == (64, 128, 3)
     bar_w = max(3, 128 // 40)
-    assert np.array_equal(over[2, 128 - 2 - bar_w], lut[255]) and np.array_equal(over[2 + max(8, 64 // 3) - 1, 128 - 3], lut[0])
+    assert np.array_equal(over[2, 128 - 2 - bar_w], lut[255]) and np.array_equal(
+        over[2 + max(8, 64 // 3) - 1, 128 - 3], lut[0]
+    )
 
 
 def test_without_a_stored_range_each_frame_uses_its_own_p99(student, tmp_path):

@@ -19,7 +19,9 @@ from udistill.data.labels import CAMVID11
 from udistill.models.build import SegmentationModel, to_student
 from udistill.models.checkpoint import load_model, save_model
 
-IMAGENET = ModelConfig(encoder="tu-mobilenetv3_small_100", encoder_weights="imagenet", decoder_channels=32, head_channels=32)
+IMAGENET = ModelConfig(
+    encoder="tu-mobilenetv3_small_100", encoder_weights="imagenet", decoder_channels=32, head_channels=32
+)
 
 
 class NetworkUsed(AssertionError):
@@ -67,7 +69,11 @@ def test_the_guard_catches_a_download(no_network):
     while exc is not None:
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__
-    assert any(isinstance(e, NetworkUsed) for e in chain) or "network" in str(info.value).lower() or "connect" in str(info.value).lower()
+    assert (
+        any(isinstance(e, NetworkUsed) for e in chain)
+        or "network" in str(info.value).lower()
+        or "connect" in str(info.value).lower()
+    )
 
 
 def test_load_convert_ensemble_predict_export_offline(no_network, imagenet_checkpoints, tmp_path):
@@ -91,4 +97,3 @@ def test_load_convert_ensemble_predict_export_offline(no_network, imagenet_check
     from udistill.export import export_onnx
 
     assert export_onnx(student_path, tmp_path / "s.onnx").is_file()
-

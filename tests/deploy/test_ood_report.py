@@ -44,9 +44,20 @@ def setup(tmp_path_factory):
     model = build_model(SMALL, 11, "prediction+uncertainty").eval()
     ckpt = d / "run" / "student" / "model.safetensors"
     ckpt.parent.mkdir(parents=True)
-    save_model(model, ckpt, classes=list(CAMVID11.classes), label_scheme="camvid11", input_size=[32, 48], resize="stretch",
-               ood={"score": "mean", "false_alarm_rate": 0.05, "thresholds": {"mean": 0.5}})
-    folders = {"in": _frames(d / "in", 7, 0, 0), "noise": _frames(d / "noise", 5, 1, 1), "dark": _frames(d / "dark", 6, 2, 2)}
+    save_model(
+        model,
+        ckpt,
+        classes=list(CAMVID11.classes),
+        label_scheme="camvid11",
+        input_size=[32, 48],
+        resize="stretch",
+        ood={"score": "mean", "false_alarm_rate": 0.05, "thresholds": {"mean": 0.5}},
+    )
+    folders = {
+        "in": _frames(d / "in", 7, 0, 0),
+        "noise": _frames(d / "noise", 5, 1, 1),
+        "dark": _frames(d / "dark", 6, 2, 2),
+    }
     return d, ckpt, folders
 
 
@@ -58,8 +69,20 @@ def test_auroc_equals_scikit_learn_on_the_same_scores(setup, capsys):
     scores = {k: [predictor(p).image_score for p in files] for k, files in folders.items()}
     t = 0.5 if max(scores["in"]) < 0.5 else float(np.median(scores["in"]))
     out = d / "report.json"
-    argv = ["ood-report", str(d / "run"), "--in", str(d / "in"), "--ood", str(d / "noise"), "--ood", str(d / "dark"),
-            "--json", str(out), "--threshold", str(t)]
+    argv = [
+        "ood-report",
+        str(d / "run"),
+        "--in",
+        str(d / "in"),
+        "--ood",
+        str(d / "noise"),
+        "--ood",
+        str(d / "dark"),
+        "--json",
+        str(out),
+        "--threshold",
+        str(t),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     rep = json.loads(out.read_text())
@@ -77,7 +100,9 @@ def test_auroc_equals_scikit_learn_on_the_same_scores(setup, capsys):
     med_in = [pass_through(p).scores["median"] for p in folders["in"]]
     med_noise = [pass_through(p).scores["median"] for p in folders["noise"]]
     y = [0] * len(med_in) + [1] * len(med_noise)
-    assert rep["ood"][0]["auroc_by_score"]["median"] == pytest.approx(sklearn_metrics.roc_auc_score(y, med_in + med_noise), abs=1e-12)
+    assert rep["ood"][0]["auroc_by_score"]["median"] == pytest.approx(
+        sklearn_metrics.roc_auc_score(y, med_in + med_noise), abs=1e-12
+    )
 
 
 def test_the_stored_score_and_threshold_are_used_and_bad_images_skipped(setup, capsys):

@@ -76,8 +76,17 @@ class ImageFolder(SegmentationDataset):
 
     dataset_name = "images"
 
-    def __init__(self, root, *, split: str = "test", shift=None, size=None, seed: int = 0,
-                 label_scheme=None, recursive: bool = False):
+    def __init__(
+        self,
+        root,
+        *,
+        split: str = "test",
+        shift=None,
+        size=None,
+        seed: int = 0,
+        label_scheme=None,
+        recursive: bool = False,
+    ):
         self.root, self.files = list_images(root, recursive=recursive)
         self.source_path = Path(root).expanduser()
         self.split = split
@@ -146,4 +155,6 @@ def build_images(split, root=None, shift=None, size=None, seed=0, label_scheme=N
         raise DataError(f"images: unknown option(s) {', '.join(sorted(options))} (known: label_scheme, recursive)")
     if root is None:
         raise DataError("images: no root given (pass root=FOLDER or a list file)")
-    return ImageFolder(root, split=split, shift=shift, size=size, seed=seed, label_scheme=label_scheme, recursive=recursive)
+    return ImageFolder(
+        root, split=split, shift=shift, size=size, seed=seed, label_scheme=label_scheme, recursive=recursive
+    )

@@ -63,7 +63,23 @@ from .rendering import HEATMAP, heatmap, overlay
 from .runner import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, predict_image_file, predict_video_file, run_predict
 
 __all__ = [
-    "BACKENDS", "Prediction", "Predictor", "resolve_checkpoint", "MIN_SIDE", "RESIZE_MODES", "Geometry",
-    "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "plan_inputs", "HEATMAP", "heatmap", "overlay",
-    "EXIT_ERROR", "EXIT_OK", "EXIT_SKIPPED", "predict_image_file", "predict_video_file", "run_predict",
+    "BACKENDS",
+    "Prediction",
+    "Predictor",
+    "resolve_checkpoint",
+    "MIN_SIDE",
+    "RESIZE_MODES",
+    "Geometry",
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "plan_inputs",
+    "HEATMAP",
+    "heatmap",
+    "overlay",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_SKIPPED",
+    "predict_image_file",
+    "predict_video_file",
+    "run_predict",
 ]

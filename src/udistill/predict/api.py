@@ -7,7 +7,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,20 +37,22 @@ class Prediction:
 
     labels: np.ndarray
     uncertainty: np.ndarray
-    image_score: Union[float, np.ndarray]
-    is_ood: Union[bool, np.ndarray]
-    scores: Union[dict, list, None] = None
+    image_score: float | np.ndarray
+    is_ood: bool | np.ndarray
+    scores: dict | list | None = None
 
     @property
     def batched(self) -> bool:
         return self.labels.ndim == 3
 
-    def unbatch(self) -> list["Prediction"]:
+    def unbatch(self) -> list[Prediction]:
         if not self.batched:
             return [self]
         scores = self.scores if isinstance(self.scores, list) else [None] * self.labels.shape[0]
-        return [Prediction(self.labels[i], self.uncertainty[i], float(self.image_score[i]), bool(self.is_ood[i]), scores[i])
-                for i in range(self.labels.shape[0])]
+        return [
+            Prediction(self.labels[i], self.uncertainty[i], float(self.image_score[i]), bool(self.is_ood[i]), scores[i])
+            for i in range(self.labels.shape[0])
+        ]
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -62,8 +64,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     for candidate in (path / MODEL_FILE, path / "student" / MODEL_FILE):
         if candidate.is_file():
             return candidate
-    raise CheckpointError(f"{path}: folder holds no student checkpoint ({MODEL_FILE} or student/{MODEL_FILE}); "
-                          "pass the checkpoint file, its folder or the run folder")
+    raise CheckpointError(
+        f"{path}: folder holds no student checkpoint ({MODEL_FILE} or student/{MODEL_FILE}); "
+        "pass the checkpoint file, its folder or the run folder"
+    )
 
 
 def check_calibration(path: Path, meta: dict) -> None:
@@ -76,8 +80,10 @@ def check_calibration(path: Path, meta: dict) -> None:
     if made_for:
         now = weights_digest(path)
         if now and now != made_for:
-            raise StaleStageError(f"{path}: the OOD calibration is stale (fitted on weights {made_for}, these are {now}); "
-                                  "run `udistill calibrate` again")
+            raise StaleStageError(
+                f"{path}: the OOD calibration is stale (fitted on weights {made_for}, these are {now}); "
+                "run `udistill calibrate` again"
+            )
 
 
 def make_scheme(meta: dict, num_classes: int) -> LabelScheme:
@@ -86,7 +92,11 @@ def make_scheme(meta: dict, num_classes: int) -> LabelScheme:
     scheme = SCHEMES.get(name) if isinstance(name, str) else None
     classes = meta.get("classes")
     if not (isinstance(classes, list) and len(classes) == num_classes):
-        classes = list(scheme.classes) if scheme is not None and scheme.num_classes == num_classes else [f"class_{i}" for i in range(num_classes)]
+        classes = (
+            list(scheme.classes)
+            if scheme is not None and scheme.num_classes == num_classes
+            else [f"class_{i}" for i in range(num_classes)]
+        )
     if scheme is not None and scheme.num_classes == num_classes:
         return LabelScheme(scheme.name, tuple(str(c) for c in classes), scheme.colors)
     import colorsys  # unknown scheme: a fixed, well-spread palette (golden-ratio hues)
@@ -108,9 +118,18 @@ class Predictor:
     """Runs a model on images; see :mod:`udistill.predict`. Build with :meth:`from_checkpoint`
     (or :meth:`from_model` for an in-memory model, :meth:`from_onnx` for an export)."""
 
-    def __init__(self, infer: Infer, meta: dict, num_classes: int, has_uncertainty: bool,
-                 score: Optional[str] = None, threshold: Optional[float] = None, backend: str = "torch",
-                 source: str = "model", geometry: Geometry = Geometry()):
+    def __init__(
+        self,
+        infer: Infer,
+        meta: dict,
+        num_classes: int,
+        has_uncertainty: bool,
+        score: str | None = None,
+        threshold: float | None = None,
+        backend: str = "torch",
+        source: str = "model",
+        geometry: Geometry | None = None,
+    ):
         if score is None:  # the alarm's own score, chosen on validation shifts by `udistill calibrate`
             ood = meta.get("ood") if isinstance(meta.get("ood"), dict) else {}
             score = ood.get("score") if ood.get("score") in IMAGE_SCORES else DEFAULT_SCORE
@@ -123,10 +142,10 @@ class Predictor:
         self.score = score
         self.backend = backend
         self.source = source
-        self.geometry = geometry
+        self.geometry = geometry or Geometry()
         self.scheme = make_scheme(meta, self.num_classes)
-        self.threshold_source: Optional[str] = None
-        self.threshold: Optional[float] = None
+        self.threshold_source: str | None = None
+        self.threshold: float | None = None
         if threshold is not None:
             self.threshold, self.threshold_source = float(threshold), "argument"
         else:
@@ -137,11 +156,12 @@ class Predictor:
             warnings.warn(
                 f"{source}: no calibrated OOD threshold for score '{score}' (run `udistill calibrate` "
                 "or pass threshold=/--threshold); is_ood will always be False",
-                UserWarning, stacklevel=3,
+                UserWarning,
+                stacklevel=3,
             )
 
     @staticmethod
-    def _stored_threshold(meta: dict, score: str) -> Optional[float]:
+    def _stored_threshold(meta: dict, score: str) -> float | None:
         ood = meta.get("ood")
         if not isinstance(ood, dict):
             return None
@@ -163,17 +183,22 @@ class Predictor:
         return 1.0 if self.has_uncertainty else 1.0 - 1.0 / self.num_classes
 
     @property
-    def display_range(self) -> Optional[tuple[float, float]]:
+    def display_range(self) -> tuple[float, float] | None:
         """The heat-map scale stored at calibration (``meta["ood"]["display_range"]``), if any."""
         ood = self.meta.get("ood")
         rng = ood.get("display_range") if isinstance(ood, dict) else None
-        if isinstance(rng, (list, tuple)) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng) and rng[1] > rng[0]:
+        if (
+            isinstance(rng, (list, tuple))
+            and len(rng) == 2
+            and all(isinstance(v, (int, float)) for v in rng)
+            and rng[1] > rng[0]
+        ):
             return float(rng[0]), float(rng[1])
         return None
 
     # construction -------------------------------------------------------------------------
     @classmethod
-    def from_model(cls, model, meta: dict | None = None, device=None, native: bool = False, **kwargs) -> "Predictor":
+    def from_model(cls, model, meta: dict | None = None, device=None, native: bool = False, **kwargs) -> Predictor:
         """Wrap an in-memory :class:`~udistill.models.build.SegmentationModel`; frames are
         resized to ``meta["input_size"]`` unless ``native`` (see :mod:`.geometry`)."""
         meta = dict(meta or {})
@@ -181,13 +206,27 @@ class Predictor:
         model = model.to(dev).eval()
         geometry = Geometry.from_meta(meta, native=native)
         kwargs.setdefault("source", "model")
-        return cls(torch_backend(model, dev, geometry), meta, model.num_classes, model.has_uncertainty,
-                   backend="torch", geometry=geometry, **kwargs)
+        return cls(
+            torch_backend(model, dev, geometry),
+            meta,
+            model.num_classes,
+            model.has_uncertainty,
+            backend="torch",
+            geometry=geometry,
+            **kwargs,
+        )
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None, backend: str = "torch",
-                        onnx_path: str | Path | None = None, score: Optional[str] = None,
-                        threshold: float | None = None, native: bool = False) -> "Predictor":
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        backend: str = "torch",
+        onnx_path: str | Path | None = None,
+        score: str | None = None,
+        threshold: float | None = None,
+        native: bool = False,
+    ) -> Predictor:
         """Load a ``.safetensors`` checkpoint (torch) or its exported ``.onnx`` (onnxruntime).
         ``path`` may also be the checkpoint's folder or a run folder (its student)."""
         if backend not in BACKENDS:
@@ -196,8 +235,14 @@ class Predictor:
         if backend == "onnxruntime":
             if path.suffix.lower() != ".onnx":
                 path = resolve_checkpoint(path) if path.is_dir() else path
-            onnx_file = Path(onnx_path) if onnx_path else (path if path.suffix.lower() == ".onnx" else path.with_suffix(".onnx"))
-            return cls.from_onnx(onnx_file, device=device, score=score, threshold=threshold, checkpoint=path, native=native)
+            onnx_file = (
+                Path(onnx_path)
+                if onnx_path
+                else (path if path.suffix.lower() == ".onnx" else path.with_suffix(".onnx"))
+            )
+            return cls.from_onnx(
+                onnx_file, device=device, score=score, threshold=threshold, checkpoint=path, native=native
+            )
         path = resolve_checkpoint(path)
         if path.suffix.lower() == ".onnx":
             raise CheckpointError(f"{path}: an ONNX file needs backend 'onnxruntime' (--backend onnxruntime)")
@@ -205,11 +250,20 @@ class Predictor:
 
         model, meta = load_model(path)
         check_calibration(path, meta)
-        return cls.from_model(model, meta, device=device, score=score, threshold=threshold, source=str(path), native=native)
+        return cls.from_model(
+            model, meta, device=device, score=score, threshold=threshold, source=str(path), native=native
+        )
 
     @classmethod
-    def from_onnx(cls, onnx_path: str | Path, device: str | None = None, score: Optional[str] = None,
-                  threshold: float | None = None, checkpoint: str | Path | None = None, native: bool = False) -> "Predictor":
+    def from_onnx(
+        cls,
+        onnx_path: str | Path,
+        device: str | None = None,
+        score: str | None = None,
+        threshold: float | None = None,
+        checkpoint: str | Path | None = None,
+        native: bool = False,
+    ) -> Predictor:
         """Run an exported model with onnxruntime; classes, thresholds and the resizing come
         from its metadata (the graph resizes by itself)."""
         sess, meta = _open_onnx(Path(onnx_path), device, checkpoint)
@@ -219,16 +273,27 @@ class Predictor:
             raise CheckpointError(f"{onnx_path}: not a udistill export (no 'probabilities' or 'labels' output)")
         geometry = Geometry.from_meta(onnx_info.get("resize") or {})
         if native and not geometry.native:
-            raise UdistillError(f"{onnx_path}: this export resizes frames to {geometry.describe()} inside the graph; "
-                                "re-export with --native to run at native resolution")
+            raise UdistillError(
+                f"{onnx_path}: this export resizes frames to {geometry.describe()} inside the graph; "
+                "re-export with --native to run at native resolution"
+            )
         num_classes = meta.get("num_classes") or len(meta.get("classes") or [])
         if not num_classes and "probabilities" in outputs:
             num_classes = sess.get_outputs()[outputs.index("probabilities")].shape[1]
         if not isinstance(num_classes, int):
             raise CheckpointError(f"{onnx_path}: number of classes unknown (no udistill metadata)")
         has_u = "sigma" in outputs or bool(onnx_info.get("has_sigma"))
-        return cls(onnx_backend(sess, outputs), meta, num_classes, has_u, score=score, threshold=threshold,
-                   backend="onnxruntime", source=str(onnx_path), geometry=geometry)
+        return cls(
+            onnx_backend(sess, outputs),
+            meta,
+            num_classes,
+            has_u,
+            score=score,
+            threshold=threshold,
+            backend="onnxruntime",
+            source=str(onnx_path),
+            geometry=geometry,
+        )
 
     # inference --------------------------------------------------------------------------
     def predict_tensor(self, x: torch.Tensor) -> Prediction:
@@ -241,7 +306,7 @@ class Predictor:
         all_scores = [{s: float(row[j]) for j, s in enumerate(IMAGE_SCORES)} for row in raw.scores]
         return Prediction(raw.labels, raw.uncertainty, scores, flags, all_scores)
 
-    def __call__(self, image: Any) -> Union[Prediction, list[Prediction]]:
+    def __call__(self, image: Any) -> Prediction | list[Prediction]:
         """Predict on a path, PIL image, (H, W, 3) uint8 array or (3, H, W) float tensor
         (-> one Prediction), an (N, 3, H, W) tensor (-> a batched Prediction) or a list or
         tuple of those (-> a list)."""
@@ -257,22 +322,39 @@ def _open_onnx(onnx_path: Path, device, checkpoint):
     try:
         import onnxruntime as ort
     except ImportError:
-        raise UdistillError("backend 'onnxruntime' needs the onnxruntime package: pip install 'udistill[deploy]'") from None
+        raise UdistillError(
+            "backend 'onnxruntime' needs the onnxruntime package: pip install 'udistill[deploy]'"
+        ) from None
     from ..export import METADATA_KEY
 
     if not onnx_path.is_file():
-        hint = f"udistill export {checkpoint} --onnx {onnx_path}" if checkpoint and Path(checkpoint) != onnx_path else "udistill export CHECKPOINT --onnx FILE"
+        hint = (
+            f"udistill export {checkpoint} --onnx {onnx_path}"
+            if checkpoint and Path(checkpoint) != onnx_path
+            else "udistill export CHECKPOINT --onnx FILE"
+        )
         raise CheckpointError(f"{onnx_path}: ONNX file not found (create it with: {hint})")
-    if checkpoint and Path(checkpoint) != onnx_path and Path(checkpoint).is_file():
-        if Path(checkpoint).stat().st_mtime > onnx_path.stat().st_mtime + 1:
-            warnings.warn(f"{checkpoint} is newer than {onnx_path}; re-export it to pick up new weights or thresholds", UserWarning, stacklevel=4)
+    newer = (
+        checkpoint
+        and Path(checkpoint) != onnx_path
+        and Path(checkpoint).is_file()
+        and Path(checkpoint).stat().st_mtime > onnx_path.stat().st_mtime + 1
+    )
+    if newer:
+        warnings.warn(
+            f"{checkpoint} is newer than {onnx_path}; re-export it to pick up new weights or thresholds",
+            UserWarning,
+            stacklevel=4,
+        )
     providers = ["CPUExecutionProvider"]
     if str(device or "auto") != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     try:
         sess = ort.InferenceSession(str(onnx_path), providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise CheckpointError(f"{onnx_path}: cannot load ONNX model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise CheckpointError(
+            f"{onnx_path}: cannot load ONNX model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     raw = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     try:
         meta = json.loads(raw) if raw else {}

@@ -13,8 +13,8 @@ scores computed on U at the model's input size (where the OOD threshold was fitt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -38,7 +38,9 @@ Infer = Callable[[torch.Tensor], RawOutput]
 
 def score_rows(u_maps) -> np.ndarray:
     """(N, h, w) uncertainty maps -> (N, 5) image scores."""
-    return np.array([[image_scores(u)[s] for s in IMAGE_SCORES] for u in u_maps], np.float64).reshape(-1, len(IMAGE_SCORES))
+    return np.array([[image_scores(u)[s] for s in IMAGE_SCORES] for u in u_maps], np.float64).reshape(
+        -1, len(IMAGE_SCORES)
+    )
 
 
 def torch_backend(model, device: torch.device, geometry: Geometry) -> Infer:

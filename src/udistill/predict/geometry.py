@@ -24,7 +24,6 @@ matrices, so the ONNX graph (which has no antialiased Resize) computes the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
@@ -43,17 +42,21 @@ STRIP_ELEMENTS = 1 << 22  # floats per upsampling strip (16 MiB)
 class Geometry:
     """Where frames go before the model: ``size`` None = native resolution (no resizing)."""
 
-    size: Optional[tuple[int, int]] = None
+    size: tuple[int, int] | None = None
     mode: str = "stretch"
 
     @classmethod
-    def from_meta(cls, meta: dict, native: bool = False) -> "Geometry":
+    def from_meta(cls, meta: dict, native: bool = False) -> Geometry:
         """From checkpoint metadata (``input_size``, ``resize``); checkpoints without them, or
         ``native=True``, run at the frame's own size (the behaviour before they were recorded)."""
         size = meta.get("input_size")
         if native or not size:
             return cls(None)
-        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) and v >= MIN_SIDE for v in size)):
+        if not (
+            isinstance(size, (list, tuple))
+            and len(size) == 2
+            and all(isinstance(v, int) and v >= MIN_SIDE for v in size)
+        ):
             raise UdistillError(f"checkpoint metadata input_size must be [H, W] with sides >= {MIN_SIDE}, got {size!r}")
         mode = meta.get("resize") or "stretch"
         if mode not in RESIZE_MODES:
@@ -118,9 +121,10 @@ def _resize_uint8(x: torch.Tensor, size: tuple[int, int], cols: int = 512) -> to
     n, c, h, w = x.shape
     tall = torch.empty((n, c, size[0], w), dtype=torch.float32)
     for c0 in range(0, w, cols):
-        strip = as_float(x[..., c0:c0 + cols])
-        tall[..., c0:c0 + cols] = F.interpolate(strip, size=(size[0], strip.shape[-1]), mode="bilinear",
-                                                align_corners=False, antialias=True)
+        strip = as_float(x[..., c0 : c0 + cols])
+        tall[..., c0 : c0 + cols] = F.interpolate(
+            strip, size=(size[0], strip.shape[-1]), mode="bilinear", align_corners=False, antialias=True
+        )
     return _resize(tall, size)
 
 
@@ -204,4 +208,3 @@ def aa_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     ry = aa_resize_matrix(h_t, size[0])  # (h', H)
     rx = aa_resize_matrix(w_t, size[1])  # (w', W)
     return torch.matmul(torch.matmul(ry, x), rx.transpose(0, 1))
-

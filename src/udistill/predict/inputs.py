@@ -36,7 +36,9 @@ def as_batch(image: Any) -> tuple[torch.Tensor, bool]:
             raise ValueError(f"expected a tensor (3, H, W) or (N, 3, H, W), got shape {tuple(image.shape)}")
         t = t.cpu()
         return (t.contiguous() if t.dtype == torch.uint8 else check_range(t.float())), batched
-    raise TypeError(f"cannot predict on {type(image).__name__}: pass a path, a PIL image, an HxWx3 uint8 array or a float tensor")
+    raise TypeError(
+        f"cannot predict on {type(image).__name__}: pass a path, a PIL image, an HxWx3 uint8 array or a float tensor"
+    )
 
 
 def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:

@@ -11,8 +11,8 @@ between frames; said so in the JSON record). The overlay carries a colour bar wi
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -42,12 +42,14 @@ def heatmap(u: np.ndarray, vmax: float = 1.0, cmap: str = HEATMAP, vmin: float =
     lut = colormap_lut(cmap)
     out = np.empty((*u.shape, 3), np.uint8)
     for r0 in range(0, u.shape[0], ROWS):
-        idx = np.clip((u[r0:r0 + ROWS].astype(np.float32) - float(vmin)) / span, 0.0, 1.0) * 255.0
-        out[r0:r0 + ROWS] = lut[np.round(idx).astype(np.uint8)]
+        idx = np.clip((u[r0 : r0 + ROWS].astype(np.float32) - float(vmin)) / span, 0.0, 1.0) * 255.0
+        out[r0 : r0 + ROWS] = lut[np.round(idx).astype(np.uint8)]
     return out
 
 
-def display_range(stored: Optional[Sequence[float]], u: np.ndarray, override: Optional[float] = None) -> tuple[tuple[float, float], str]:
+def display_range(
+    stored: Sequence[float] | None, u: np.ndarray, override: float | None = None
+) -> tuple[tuple[float, float], str]:
     """The heat-map scale and where it came from: ``override`` (--uncertainty-max), else the
     calibrated ``stored`` range, else [0, the frame's 99th percentile]."""
     if override is not None:
@@ -62,10 +64,10 @@ def overlay(rgb: np.ndarray, seg_rgb: np.ndarray, alpha: float = 0.5) -> np.ndar
     a = int(round(float(alpha) * 256))
     out = np.empty(rgb.shape, np.uint8)
     for r0 in range(0, rgb.shape[0], ROWS):
-        band = rgb[r0:r0 + ROWS].astype(np.uint16) * (256 - a)
-        band += seg_rgb[r0:r0 + ROWS].astype(np.uint16) * a
+        band = rgb[r0 : r0 + ROWS].astype(np.uint16) * (256 - a)
+        band += seg_rgb[r0 : r0 + ROWS].astype(np.uint16) * a
         band += 128
-        out[r0:r0 + ROWS] = band >> 8
+        out[r0 : r0 + ROWS] = band >> 8
     return out
 
 
@@ -76,7 +78,7 @@ def segmentation_overlay(rgb: np.ndarray, labels: np.ndarray, scheme: LabelSchem
     """
     out = np.empty(rgb.shape, np.uint8)
     for r0 in range(0, rgb.shape[0], ROWS):
-        out[r0:r0 + ROWS] = overlay(rgb[r0:r0 + ROWS], scheme.colorize(labels[r0:r0 + ROWS]), alpha)
+        out[r0 : r0 + ROWS] = overlay(rgb[r0 : r0 + ROWS], scheme.colorize(labels[r0 : r0 + ROWS]), alpha)
     return out
 
 
@@ -94,18 +96,18 @@ def draw_colour_bar(img: np.ndarray, lo: float, hi: float, cmap: str = HEATMAP, 
     x1, y0 = w - 2, 2
     x0 = max(0, x1 - bar_w)
     ramp = colormap_lut(cmap)[np.linspace(255, 0, bar_h).round().astype(np.int64)]  # top = hi
-    img[y0:y0 + bar_h, x0:x1] = ramp[:, None, :]
+    img[y0 : y0 + bar_h, x0:x1] = ramp[:, None, :]
     if w >= 96 and h >= 48:  # room for the numbers: draw them on a crop of the corner only
         texts = ((f"{label} {hi:.3g}", y0), (f"{lo:.3g}", y0 + bar_h - 11))
         left = max(0, x0 - 90)
-        crop = Image.fromarray(np.ascontiguousarray(img[:y0 + bar_h + 2, left:x0]))
+        crop = Image.fromarray(np.ascontiguousarray(img[: y0 + bar_h + 2, left:x0]))
         draw = ImageDraw.Draw(crop)
         for text, y in texts:
             tw = int(draw.textlength(text))
             tx = max(0, crop.width - tw - 3)
             draw.rectangle((tx - 1, y, tx + tw + 1, y + 10), fill=(0, 0, 0))
             draw.text((tx, y - 1), text, fill=(255, 255, 255))
-        img[:y0 + bar_h + 2, left:x0] = np.asarray(crop)
+        img[: y0 + bar_h + 2, left:x0] = np.asarray(crop)
     return img
 
 

@@ -20,7 +20,6 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -30,7 +29,15 @@ from ..progress import progress
 from .api import Prediction, Predictor
 from .geometry import check_frame_size
 from .jobs import Job, plan_inputs
-from .rendering import display_range, draw_colour_bar, heatmap, histogram, segmentation_overlay, write_label_png, write_rgb_png
+from .rendering import (
+    display_range,
+    draw_colour_bar,
+    heatmap,
+    histogram,
+    segmentation_overlay,
+    write_label_png,
+    write_rgb_png,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 2, 3
 ON_ERROR = ("skip", "stop")
@@ -52,7 +59,7 @@ def _progress(iterable, total=None, desc="", show=True):
     return progress(iterable, desc, total, enabled=None if show else False, unit="img")
 
 
-def predict_image_file(predictor: Predictor, job: Job, out: Path, vmax: Optional[float], alpha: float) -> Prediction:
+def predict_image_file(predictor: Predictor, job: Job, out: Path, vmax: float | None, alpha: float) -> Prediction:
     """Predict one image file and write its four outputs; DataError for a bad image."""
     from ..data.imageio import read_image
 
@@ -63,20 +70,26 @@ def predict_image_file(predictor: Predictor, job: Job, out: Path, vmax: Optional
     base = out / job.key
     write_label_png(base.with_name(base.name + "_seg.png"), pred.labels, predictor.scheme)
     write_rgb_png(base.with_name(base.name + "_uncertainty.png"), heatmap(pred.uncertainty, hi, vmin=lo))
-    write_rgb_png(base.with_name(base.name + "_overlay.png"),
-                  draw_colour_bar(segmentation_overlay(rgb, pred.labels, predictor.scheme, alpha), lo, hi))
-    record = {"input": str(job.path), "size": list(pred.labels.shape), "backend": predictor.backend,
-              "model_input": predictor.geometry.describe(),
-              **_record(predictor, pred),
-              "scores": pred.scores,
-              "uncertainty": predictor.uncertainty_kind,
-              "uncertainty_png_scale": [lo, hi],
-              "uncertainty_png_scale_source": scale_source}
+    write_rgb_png(
+        base.with_name(base.name + "_overlay.png"),
+        draw_colour_bar(segmentation_overlay(rgb, pred.labels, predictor.scheme, alpha), lo, hi),
+    )
+    record = {
+        "input": str(job.path),
+        "size": list(pred.labels.shape),
+        "backend": predictor.backend,
+        "model_input": predictor.geometry.describe(),
+        **_record(predictor, pred),
+        "scores": pred.scores,
+        "uncertainty": predictor.uncertainty_kind,
+        "uncertainty_png_scale": [lo, hi],
+        "uncertainty_png_scale_source": scale_source,
+    }
     atomic_write_json(base.with_name(base.name + ".json"), record)
     return pred
 
 
-def _annotate(rgb: np.ndarray, pred: Prediction, predictor: Predictor, vmax: Optional[float], alpha: float) -> np.ndarray:
+def _annotate(rgb: np.ndarray, pred: Prediction, predictor: Predictor, vmax: float | None, alpha: float) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     (lo, hi), _ = display_range(predictor.display_range, pred.uncertainty, vmax)
@@ -98,7 +111,7 @@ def _annotate(rgb: np.ndarray, pred: Prediction, predictor: Predictor, vmax: Opt
 class _VideoWriter:
     """The annotated MP4, opened at the first frame (its size is known only then)."""
 
-    def __init__(self, path: Optional[Path], fps: float):
+    def __init__(self, path: Path | None, fps: float):
         self.path, self.fps, self.writer = path, fps, None
 
     def send(self, frame: np.ndarray) -> None:
@@ -108,8 +121,14 @@ class _VideoWriter:
             import imageio_ffmpeg
 
             self.writer = imageio_ffmpeg.write_frames(
-                str(self.path), (frame.shape[1], frame.shape[0]), fps=self.fps, codec="libx264",
-                macro_block_size=1, output_params=["-f", "mp4"], ffmpeg_log_level="error")
+                str(self.path),
+                (frame.shape[1], frame.shape[0]),
+                fps=self.fps,
+                codec="libx264",
+                macro_block_size=1,
+                output_params=["-f", "mp4"],
+                ffmpeg_log_level="error",
+            )
             self.writer.send(None)
         self.writer.send(frame)
 
@@ -132,14 +151,21 @@ def _open_video(job: Job):
     return reader, info
 
 
-def _video_error(job: Job, exc: BaseException, frame: Optional[int] = None) -> DataError:
+def _video_error(job: Job, exc: BaseException, frame: int | None = None) -> DataError:
     msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     where = f" at frame {frame}" if frame is not None else ""
     return DataError(f"{job.path}: cannot read video{where} ({msg})")
 
 
-def predict_video_file(predictor: Predictor, job: Job, out: Path, vmax: Optional[float], alpha: float,
-                       video_out: bool = False, show_progress: bool = True) -> tuple[int, int, Optional[DataError]]:
+def predict_video_file(
+    predictor: Predictor,
+    job: Job,
+    out: Path,
+    vmax: float | None,
+    alpha: float,
+    video_out: bool = False,
+    show_progress: bool = True,
+) -> tuple[int, int, DataError | None]:
     """Returns (frames, frames flagged OOD, the problem that ended decoding early or None)."""
     reader, info = _open_video(job)
     fps = float(info.get("fps") or 25.0)
@@ -149,8 +175,11 @@ def predict_video_file(predictor: Predictor, job: Job, out: Path, vmax: Optional
     frames = flagged = 0
     problem = None
     try:
-        with atomic_path(base.with_name(base.name + ".jsonl")) as tmp_jsonl, open(tmp_jsonl, "w", encoding="utf-8") as fh, \
-                _maybe_atomic(base.with_name(base.name + "_annotated.mp4"), video_out) as tmp_video:
+        with (
+            atomic_path(base.with_name(base.name + ".jsonl")) as tmp_jsonl,
+            open(tmp_jsonl, "w", encoding="utf-8") as fh,
+            _maybe_atomic(base.with_name(base.name + "_annotated.mp4"), video_out) as tmp_video,
+        ):
             writer = _VideoWriter(tmp_video, fps)
             bar = _progress(None, total=total, desc=job.path.name, show=show_progress)
             it = iter(reader)
@@ -166,7 +195,12 @@ def predict_video_file(predictor: Predictor, job: Job, out: Path, vmax: Optional
                     rgb = np.ascontiguousarray(np.asarray(rgb, np.uint8)[..., :3])
                     check_frame_size(rgb.shape[0], rgb.shape[1], str(job.path))
                     pred = predictor(rgb)
-                    line = {"input": str(job.path), "frame": frames, "time_s": round(frames / fps, 6), **_record(predictor, pred)}
+                    line = {
+                        "input": str(job.path),
+                        "frame": frames,
+                        "time_s": round(frames / fps, 6),
+                        **_record(predictor, pred),
+                    }
                     fh.write(json.dumps(line) + "\n")
                     if video_out:
                         writer.send(_annotate(rgb, pred, predictor, vmax, alpha))
@@ -241,9 +275,14 @@ def _load_predictor(args) -> Predictor:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predictor = Predictor.from_checkpoint(
-            args.checkpoint, device=getattr(args, "device", None), backend=getattr(args, "backend", "torch"),
-            onnx_path=getattr(args, "onnx", None), score=getattr(args, "score", None),
-            threshold=getattr(args, "threshold", None), native=bool(getattr(args, "native", False)))
+            args.checkpoint,
+            device=getattr(args, "device", None),
+            backend=getattr(args, "backend", "torch"),
+            onnx_path=getattr(args, "onnx", None),
+            score=getattr(args, "score", None),
+            threshold=getattr(args, "threshold", None),
+            native=bool(getattr(args, "native", False)),
+        )
     for w in caught:  # one line each on the command line
         print(f"udistill: warning: {w.message}", file=sys.stderr)
     return predictor
@@ -278,7 +317,9 @@ def run_predict(args) -> dict:
     n_img = problems.processed
     for job in videos:
         try:
-            f, k, problem = predict_video_file(predictor, job, out, vmax, alpha, video_out=bool(getattr(args, "video_out", False)))
+            f, k, problem = predict_video_file(
+                predictor, job, out, vmax, alpha, video_out=bool(getattr(args, "video_out", False))
+            )
         except DataError as exc:
             problems.skip(exc)
             continue
@@ -288,16 +329,27 @@ def run_predict(args) -> dict:
             problems.skip(DataError(f"{problem} (kept the {f} frame(s) before it)"))
     problems.finish()
     _print_summary(predictor, out, problems, images, videos, n_img, n_img_ood, n_videos, n_frames, n_frames_ood)
-    return {"images": n_img, "images_ood": n_img_ood, "videos": n_videos, "frames": n_frames, "frames_ood": n_frames_ood,
-            "skipped": [str(e) for e in problems.errors], "exit_code": EXIT_SKIPPED if problems.errors else EXIT_OK}
+    return {
+        "images": n_img,
+        "images_ood": n_img_ood,
+        "videos": n_videos,
+        "frames": n_frames,
+        "frames_ood": n_frames_ood,
+        "skipped": [str(e) for e in problems.errors],
+        "exit_code": EXIT_SKIPPED if problems.errors else EXIT_OK,
+    }
 
 
-def _print_summary(predictor, out, problems, images, videos, n_img, n_img_ood, n_videos, n_frames, n_frames_ood) -> None:
+def _print_summary(
+    predictor, out, problems, images, videos, n_img, n_img_ood, n_videos, n_frames, n_frames_ood
+) -> None:
     parts = []
     if images:
         parts.append(f"{n_img} image(s), {n_img_ood} flagged OOD")
     if videos:
         parts.append(f"{n_videos} video(s), {n_frames} frame(s), {n_frames_ood} flagged OOD")
     thr = f"{predictor.threshold:.4g} ({predictor.threshold_source})" if predictor.threshold is not None else "none"
-    print(f"predict: processed {problems.processed}, skipped {len(problems.errors)}: {'; '.join(parts)} -> {out} "
-          f"(score {predictor.score}, threshold {thr}, backend {predictor.backend}, model input {predictor.geometry.describe()})")
+    print(
+        f"predict: processed {problems.processed}, skipped {len(problems.errors)}: {'; '.join(parts)} -> {out} "
+        f"(score {predictor.score}, threshold {thr}, backend {predictor.backend}, model input {predictor.geometry.describe()})"
+    )
