@@ -30,14 +30,29 @@ from pathlib import Path
 VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "paper": ["distill.recipe=paper"],
     "bias-init": ["distill.recipe=paper", "distill.sigma_init=teacher-mean"],
-    "log-mse": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.sigma_loss=log-mse", "distill.beta=0.1"],
+    "log-mse": [
+        "distill.recipe=paper",
+        "distill.sigma_init=teacher-mean",
+        "distill.sigma_loss=log-mse",
+        "distill.beta=0.1",
+    ],
     "sqrt-mse": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.sigma_loss=sqrt-mse"],
     "views": ["distill.recipe=paper", "distill.views=perturb"],
     "views-online": ["distill.recipe=paper", "distill.views=perturb", "distill.targets=online"],
     "bias+views": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.views=perturb"],
-    "bias+views+sqrt": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.views=perturb", "distill.sigma_loss=sqrt-mse"],
-    "bias+views+log": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.views=perturb", "distill.sigma_loss=log-mse",
-                       "distill.beta=0.1"],
+    "bias+views+sqrt": [
+        "distill.recipe=paper",
+        "distill.sigma_init=teacher-mean",
+        "distill.views=perturb",
+        "distill.sigma_loss=sqrt-mse",
+    ],
+    "bias+views+log": [
+        "distill.recipe=paper",
+        "distill.sigma_init=teacher-mean",
+        "distill.views=perturb",
+        "distill.sigma_loss=log-mse",
+        "distill.beta=0.1",
+    ],
 }
 SCORES = ("min", "mean", "median", "max", "median_plus_min_over_max")
 
@@ -60,27 +75,39 @@ def summarise(res: dict, run: Path, members_from: Path, heads: str = "student") 
     per_class = [v["pearson"] for v in (ag.get("per_class") or {}).values() if v.get("pearson") is not None]
     ratios = [d["median_ratio"] for d in ag.get("scale_ratio_by_decile") or []]
     vs = res["pixel_student_errors"]
-    student_keys = [k for k in vs if k.startswith(heads + "_") and (heads != "student" or not k.startswith("student_light"))]
+    student_keys = [
+        k for k in vs if k.startswith(heads + "_") and (heads != "student" or not k.startswith("student_light"))
+    ]
     best_student = max(student_keys, key=lambda k: vs[k]["auroc"] or 0)
     ood = {}
     for shift, s in res["shifts"].items():
         ens_best = max((v["auroc"] or 0) for m, d in s["ood"].items() if m.startswith("ensemble_") for v in d.values())
         stu_best = max((v["auroc"] or 0) for m, d in s["ood"].items() if m in student_keys for v in d.values())
-        ood[shift] = {"student_u": {sc: s["ood"][key][sc]["auroc"] for sc in SCORES}, "student_best": stu_best, "ensemble_best": ens_best}
+        ood[shift] = {
+            "student_u": {sc: s["ood"][key][sc]["auroc"] for sc in SCORES},
+            "student_best": stu_best,
+            "ensemble_best": ens_best,
+        }
     base_epoch = _epoch_seconds(members_from / "members" / "member-0" / "metrics.csv")
     stu_dir = run / ("student" if heads == "student" else "student-light")
     stu_epoch = _epoch_seconds(stu_dir / "metrics.csv")
     return {
-        "pearson": ag["pearson"], "spearman": ag["spearman"],
+        "pearson": ag["pearson"],
+        "spearman": ag["spearman"],
         "per_class_pearson_mean": statistics.fmean(per_class) if per_class else None,
         "scale_ratio_by_decile": ratios,
         "miou": res["miou"]["student" if heads == "student" else "student_light"],
         "teacher_miou": res["miou"]["teacher"],
         "mean_u": res["mean_uncertainty"],
-        "pixel_vs_student_errors": {"sigma_eaurc": vs[key]["eaurc"], "sigma_auroc": vs[key]["auroc"],
-                                    "best_student_score": best_student, "best_student_auroc": vs[best_student]["auroc"],
-                                    "best_student_eaurc": vs[best_student]["eaurc"],
-                                    "ensemble_entropy_auroc": vs["ensemble_entropy"]["auroc"], "baseline_msp_eaurc": vs["baseline_msp"]["eaurc"]},
+        "pixel_vs_student_errors": {
+            "sigma_eaurc": vs[key]["eaurc"],
+            "sigma_auroc": vs[key]["auroc"],
+            "best_student_score": best_student,
+            "best_student_auroc": vs[best_student]["auroc"],
+            "best_student_eaurc": vs[best_student]["eaurc"],
+            "ensemble_entropy_auroc": vs["ensemble_entropy"]["auroc"],
+            "baseline_msp_eaurc": vs["baseline_msp"]["eaurc"],
+        },
         "ood": ood,
         "epoch_cost_vs_baseline": (stu_epoch / base_epoch) if (stu_epoch and base_epoch) else None,
     }
@@ -122,8 +149,16 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool
     link = run / "members"
     if not link.exists():
         link.symlink_to((members_from / "members").resolve(), target_is_directory=True)
-    overrides = [f"out_dir={run}", f"train.seed={seed}", "data.test_split=val", "distill.control=false",
-                 f"distill.light_student={'true' if light else 'false'}", "train.progress=false", *VARIANTS[name], *extra]
+    overrides = [
+        f"out_dir={run}",
+        f"train.seed={seed}",
+        "data.test_split=val",
+        "distill.control=false",
+        f"distill.light_student={'true' if light else 'false'}",
+        "train.progress=false",
+        *VARIANTS[name],
+        *extra,
+    ]
     cfg = load_config(ExperimentConfig, preset_path("synthetic"), overrides)
     t0 = time.time()
     run_distill(cfg)
@@ -146,9 +181,17 @@ def format_table(rows: dict) -> str:
     for name, r in rows.items():
         p = r["pixel_vs_student_errors"]
         sr = r["scale_ratio_by_decile"]
-        cells = [name, f(r["pearson"]), f(r["spearman"]), f(r["per_class_pearson_mean"]),
-                 f"{min(sr):.2f}–{max(sr):.2f}" if sr else "–", f(r["miou"]), f(p["sigma_eaurc"], 4), f(p["sigma_auroc"]),
-                 f"{f(p['best_student_auroc'])} ({p['best_student_score']})"]
+        cells = [
+            name,
+            f(r["pearson"]),
+            f(r["spearman"]),
+            f(r["per_class_pearson_mean"]),
+            f"{min(sr):.2f}–{max(sr):.2f}" if sr else "–",
+            f(r["miou"]),
+            f(p["sigma_eaurc"], 4),
+            f(p["sigma_auroc"]),
+            f"{f(p['best_student_auroc'])} ({p['best_student_score']})",
+        ]
         cells += [f"{f(max(r['ood'][s]['student_u'].values()))}/{f(r['ood'][s]['ensemble_best'])}" for s in shifts]
         cells.append(f(r["epoch_cost_vs_baseline"], 2))
         lines.append("| " + " | ".join(cells) + " |")
@@ -163,8 +206,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--light", default="bias+views", help="variants that also distil the light head (comma list)")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra config override for every variant (e.g. a smoke test with fewer epochs)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config override for every variant (e.g. a smoke test with fewer epochs)",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     members_from, out = Path(args.members_from), Path(args.out)
@@ -181,17 +230,28 @@ def main(argv=None) -> int:
     from udistill.config import ExperimentConfig, load_config
     from udistill.demo import preset_path
 
-    cfg = load_config(ExperimentConfig, preset_path("synthetic"), [f"out_dir={members_from}", "data.test_split=val", *args.overrides])
+    cfg = load_config(
+        ExperimentConfig, preset_path("synthetic"), [f"out_dir={members_from}", "data.test_split=val", *args.overrides]
+    )
     ceiling = teacher_noise_ceiling(cfg)
     table = format_table(rows)
     print(table)
-    print(f"teacher noise ceiling (val): Pearson of U from members {ceiling['members'][0]} vs {ceiling['members'][1]}: "
-          f"{ceiling['pearson_half_vs_half']:.3f}")
+    print(
+        f"teacher noise ceiling (val): Pearson of U from members {ceiling['members'][0]} vs {ceiling['members'][1]}: "
+        f"{ceiling['pearson_half_vs_half']:.3f}"
+    )
     if args.json:
         from udistill.io import atomic_write_json, atomic_write_text
 
-        atomic_write_json(args.json, {"rows": rows, "teacher_noise_ceiling": ceiling, "split": "val",
-                                      "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])})
+        atomic_write_json(
+            args.json,
+            {
+                "rows": rows,
+                "teacher_noise_ceiling": ceiling,
+                "split": "val",
+                "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+            },
+        )
         atomic_write_text(str(Path(args.json).with_suffix(".md")), table + "\n")
     return 0
 

@@ -22,8 +22,8 @@ Protocol, so that the alarm is never tested on the images it was fitted on:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, Dataset
 from .config import ExperimentConfig
 from .data.from_config import dataset_for, parse_shifts, parse_val_shifts
 from .errors import ConfigError
-from .metrics import IMAGE_SCORES, image_scores, ood_metrics, threshold_at_false_alarm
 from .methods import PredictorOutput, score_map
+from .metrics import IMAGE_SCORES, image_scores, ood_metrics, threshold_at_false_alarm
 
 PAPER_SCORE = "median_plus_min_over_max"
 SUBSETS = ("all", "even", "odd")
@@ -75,7 +75,9 @@ def calibration_dataset(cfg: ExperimentConfig):
     """The calibration set the config names (``evaluate.calibration_split`` / ``_subset``)."""
     ec = cfg.evaluate
     if ec.calibration_subset not in SUBSETS:
-        raise ConfigError(f"config key 'evaluate.calibration_subset': expected one of {', '.join(SUBSETS)}, got {ec.calibration_subset!r}")
+        raise ConfigError(
+            f"config key 'evaluate.calibration_subset': expected one of {', '.join(SUBSETS)}, got {ec.calibration_subset!r}"
+        )
     data = cfg.data
     if ec.calibration_split and ec.calibration_split != data.val_split:
         data = dataclasses.replace(data, val_split=ec.calibration_split)
@@ -127,7 +129,9 @@ def student_uncertainty(model) -> UncertaintyFn:
     return run
 
 
-def collect_image_scores(uncertainty: UncertaintyFn, dataset, device, batch_size: int = 4, num_workers: int = 0) -> tuple[dict, list[float]]:
+def collect_image_scores(
+    uncertainty: UncertaintyFn, dataset, device, batch_size: int = 4, num_workers: int = 0
+) -> tuple[dict, list[float]]:
     """Image scores of every image of ``dataset`` and each image's 99th percentile of U."""
     scores: dict[str, list[float]] = {s: [] for s in IMAGE_SCORES}
     p99: list[float] = []
@@ -144,7 +148,9 @@ def collect_image_scores(uncertainty: UncertaintyFn, dataset, device, batch_size
 def choose_score(in_scores: dict, shift_scores: dict[str, dict]) -> tuple[str, dict]:
     """The image score with the best mean AUROC over the validation shifts (ties: the first
     in :data:`IMAGE_SCORES` order); the paper's score when there are no validation shifts."""
-    table = {name: {s: ood_metrics(in_scores[s], sc[s])["auroc"] for s in IMAGE_SCORES} for name, sc in shift_scores.items()}
+    table = {
+        name: {s: ood_metrics(in_scores[s], sc[s])["auroc"] for s in IMAGE_SCORES} for name, sc in shift_scores.items()
+    }
     if not table:
         return PAPER_SCORE, table
     mean = {s: float(np.mean([table[n][s] for n in table])) for s in IMAGE_SCORES}
@@ -152,7 +158,9 @@ def choose_score(in_scores: dict, shift_scores: dict[str, dict]) -> tuple[str, d
     return best, table
 
 
-def fit_alarm(in_scores: dict, p99: list[float], rate: float, score: str, input_size, description: str, selection: dict) -> dict:
+def fit_alarm(
+    in_scores: dict, p99: list[float], rate: float, score: str, input_size, description: str, selection: dict
+) -> dict:
     """The alarm record stored in a student checkpoint (see the module docstring)."""
     if score not in IMAGE_SCORES:
         raise ConfigError(f"unknown image score '{score}' (known: {', '.join(IMAGE_SCORES)}, auto)")
@@ -180,8 +188,16 @@ def store_alarm(path: str | Path, record: dict) -> None:
     save_model(model, path, **keep)
 
 
-def calibrate_checkpoint(path: str | Path, calibration, device="cpu", rate: float = 0.05, score: str = "auto",
-                         val_shifts: dict[str, object] | None = None, batch_size: int = 4, description: str | None = None) -> dict:
+def calibrate_checkpoint(
+    path: str | Path,
+    calibration,
+    device="cpu",
+    rate: float = 0.05,
+    score: str = "auto",
+    val_shifts: dict[str, object] | None = None,
+    batch_size: int = 4,
+    description: str | None = None,
+) -> dict:
     """Fit the alarm of the student at ``path`` on ``calibration`` (in-distribution images) and
     store it. ``score="auto"`` chooses on ``val_shifts``; without them it keeps the score the
     checkpoint already has (chosen earlier on validation shifts), else the paper's."""
@@ -204,7 +220,9 @@ def calibrate_checkpoint(path: str | Path, calibration, device="cpu", rate: floa
             score = (meta.get("ood") or {}).get("score", PAPER_SCORE)
             selection = (meta.get("ood") or {}).get("selection", {})
     first = calibration[0]["image"]
-    record = fit_alarm(in_scores, p99, rate, score, tuple(first.shape[-2:]), description or describe_set(calibration), selection)
+    record = fit_alarm(
+        in_scores, p99, rate, score, tuple(first.shape[-2:]), description or describe_set(calibration), selection
+    )
     store_alarm(path, record)
     return record
 
@@ -212,8 +230,8 @@ def calibrate_checkpoint(path: str | Path, calibration, device="cpu", rate: floa
 def run_calibration(cfg: ExperimentConfig, device=None, paths: list[Path] | None = None) -> dict[str, dict]:
     """Calibrate every student of the run in ``cfg.out_dir`` (or ``paths``) on the config's
     calibration set, after checking it is disjoint from every test set."""
-    from .distill import student_dir
     from .device import resolve_device
+    from .distill import student_dir
     from .train.loop import MODEL_FILE
 
     dev = resolve_device(device or cfg.device)
@@ -221,13 +239,23 @@ def run_calibration(cfg: ExperimentConfig, device=None, paths: list[Path] | None
     check_disjoint(cal, test_sets(cfg))
     val_shifts = {spec.name: dataset_for(cfg.data, "val", shift=spec) for spec in parse_val_shifts(cfg.data)}
     if paths is None:
-        paths = [p for p in (student_dir(cfg, "paper") / MODEL_FILE, student_dir(cfg, "light") / MODEL_FILE) if p.exists()]
+        paths = [
+            p for p in (student_dir(cfg, "paper") / MODEL_FILE, student_dir(cfg, "light") / MODEL_FILE) if p.exists()
+        ]
     if not paths:
         raise ConfigError(f"{cfg.out_dir}: no student to calibrate; run udistill distill first")
     out = {}
     for p in paths:
-        out[str(p)] = calibrate_checkpoint(p, cal, dev, cfg.evaluate.false_alarm_rate, cfg.evaluate.ood_score,
-                                           val_shifts, cfg.evaluate.batch_size, describe_set(cal))
+        out[str(p)] = calibrate_checkpoint(
+            p,
+            cal,
+            dev,
+            cfg.evaluate.false_alarm_rate,
+            cfg.evaluate.ood_score,
+            val_shifts,
+            cfg.evaluate.batch_size,
+            describe_set(cal),
+        )
     return out
 
 
@@ -239,7 +267,9 @@ def resolve_student_path(path: str | Path) -> Path:
     for cand in (p, p / MODEL_FILE, p / "student" / MODEL_FILE):
         if cand.is_file():
             return cand
-    raise ConfigError(f"{p}: no student checkpoint here (expected a .safetensors file, a student folder or a run folder)")
+    raise ConfigError(
+        f"{p}: no student checkpoint here (expected a .safetensors file, a student folder or a run folder)"
+    )
 
 
 def run_calibrate_cli(args) -> dict[str, dict]:
@@ -247,8 +277,8 @@ def run_calibrate_cli(args) -> dict[str, dict]:
     config's calibration set (every student of the run, or the one named)."""
     from .config import ExperimentConfig, load_config
     from .data.registry import build_dataset
-    from .models.checkpoint import read_metadata
     from .device import resolve_device
+    from .models.checkpoint import read_metadata
 
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     if args.images:
@@ -259,8 +289,16 @@ def run_calibrate_cli(args) -> dict[str, dict]:
         size = meta.get("input_size")
         ds = build_dataset("images", "test", root=args.images, size=size)
         rate = 0.05 if args.false_alarm is None else args.false_alarm
-        rec = calibrate_checkpoint(path, ds, resolve_device(args.device or "auto"), rate, args.score or "auto",
-                                   None, 4, f"images in {args.images} ({len(ds)})")
+        rec = calibrate_checkpoint(
+            path,
+            ds,
+            resolve_device(args.device or "auto"),
+            rate,
+            args.score or "auto",
+            None,
+            4,
+            f"images in {args.images} ({len(ds)})",
+        )
         return {str(path): rec}
     if not args.config:
         raise ConfigError("calibrate needs --config (the run's calibration set) or --images DIR (your own frames)")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 
@@ -50,8 +50,8 @@ class PredictorOutput(NamedTuple):
     """
 
     probs: torch.Tensor
-    spread: Optional[torch.Tensor] = None
-    mutual_info: Optional[torch.Tensor] = None
+    spread: torch.Tensor | None = None
+    mutual_info: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,14 @@ METHODS: tuple[Method, ...] = (
 )
 BY_KEY = {m.key: m for m in METHODS}
 # The method whose map is "the" uncertainty of a predictor (figures, per-class tables, alarm).
-PRIMARY = {"teacher": "ensemble_std", "student": "student_sigma", "student_light": "student_light_sigma",
-           "baseline": "baseline_msp", "mc_dropout": "mc_dropout", "control": "control_msp"}
+PRIMARY = {
+    "teacher": "ensemble_std",
+    "student": "student_sigma",
+    "student_light": "student_light_sigma",
+    "baseline": "baseline_msp",
+    "mc_dropout": "mc_dropout",
+    "control": "control_msp",
+}
 
 
 def methods_for(predictors) -> tuple[Method, ...]:

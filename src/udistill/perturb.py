@@ -74,8 +74,8 @@ def _cutmix(image, label, other_image, other_label, rng):
     rw = max(1, min(w, int(round(math.sqrt(area * h * w * aspect)))))
     top, left = int(rng.integers(0, h - rh + 1)), int(rng.integers(0, w - rw + 1))
     image, label = image.clone(), label.clone()
-    image[:, top:top + rh, left:left + rw] = other_image[:, top:top + rh, left:left + rw]
-    label[top:top + rh, left:left + rw] = other_label[top:top + rh, left:left + rw]
+    image[:, top : top + rh, left : left + rw] = other_image[:, top : top + rh, left : left + rw]
+    label[top : top + rh, left : left + rw] = other_label[top : top + rh, left : left + rw]
     return image, label
 
 
@@ -152,5 +152,9 @@ class ViewDataset(Dataset):
         import hashlib
         import json
 
-        base = self.dataset.fingerprint() if hasattr(self.dataset, "fingerprint") else f"{type(self.dataset).__name__}:{len(self.dataset)}"
+        base = (
+            self.dataset.fingerprint()
+            if hasattr(self.dataset, "fingerprint")
+            else f"{type(self.dataset).__name__}:{len(self.dataset)}"
+        )
         return hashlib.sha256(json.dumps([base, self.views.describe()], sort_keys=True).encode()).hexdigest()[:16]

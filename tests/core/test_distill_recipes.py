@@ -47,7 +47,9 @@ def test_sigma_loss_variants_follow_their_equations():
     s = torch.tensor([0.01, 0.2, 0.5])
     t = torch.tensor([0.02, 0.1, 0.5])
     assert float(sigma_loss_fn("mse")(s, t)) == pytest.approx(float(((s - t) ** 2).mean()))
-    assert float(sigma_loss_fn("log-mse")(s, t)) == pytest.approx(float(((torch.log(s + 1e-3) - torch.log(t + 1e-3)) ** 2).mean()), rel=1e-6)
+    assert float(sigma_loss_fn("log-mse")(s, t)) == pytest.approx(
+        float(((torch.log(s + 1e-3) - torch.log(t + 1e-3)) ** 2).mean()), rel=1e-6
+    )
     assert float(sigma_loss_fn("sqrt-mse")(s, t)) == pytest.approx(float(((s.sqrt() - t.sqrt()) ** 2).mean()), rel=1e-5)
     # scale-aware: a factor of 2 too high counts the same at 0.001 and at 0.1 in log space
     small = sigma_loss_fn("log-mse")(torch.tensor([0.02]), torch.tensor([0.01]))
@@ -139,7 +141,16 @@ def test_tiny_distillation_moves_sigma_toward_sigma_and_p_toward_m(tmp_path, ens
     before = _agreement(student, ensemble, data)
     cfg = TrainConfig(epochs=8, batch_size=4, lr=0.02, optimizer="adam", augment="none", progress=False)
     dc = DistillConfig(targets="online")
-    fit(student, data, None, cfg, tmp_path / "s", 3, objective=distillation_objective(dc, ensemble), augment=get_recipe("none"))
+    fit(
+        student,
+        data,
+        None,
+        cfg,
+        tmp_path / "s",
+        3,
+        objective=distillation_objective(dc, ensemble),
+        augment=get_recipe("none"),
+    )
     after = _agreement(student, ensemble, data)
     assert after[0] < 0.8 * before[0]  # σ comes down from ~0.5 toward Σ's scale
     assert after[1] > before[1] + 0.05  # and follows Σ's pattern more closely

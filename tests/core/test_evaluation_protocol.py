@@ -66,7 +66,7 @@ def test_evaluation_numbers_equal_a_hand_computation():
         assert preds[who]["miou"] == pytest.approx(iou_k / 3, abs=1e-9)
         assert preds[who]["nll"] == pytest.approx(-(counts * np.log(p)).sum() / n, abs=1e-5)
         assert preds[who]["ece"] == pytest.approx(abs((1 - err) - p[k]), abs=1e-5)
-        brier = sum(counts[c] * ((p ** 2).sum() - 2 * p[c] + 1) for c in range(3)) / n
+        brier = sum(counts[c] * ((p**2).sum() - 2 * p[c] + 1) for c in range(3)) / n
         assert preds[who]["brier"] == pytest.approx(brier, abs=1e-5)
     # the ensemble's U is the mean over classes of Σ, the same at every pixel
     assert np.mean(acc.scores["ensemble_std"]["mean"]) == pytest.approx(std.mean(), abs=1e-6)
@@ -143,10 +143,25 @@ def test_evaluated_teacher_uses_t1_and_removed_key_is_reported(tmp_path, capsys)
     meta = {"classes": ["c"] * 3, "label_scheme": "camvid11"}
     for k in range(2):
         save_model(build_model(MODEL, 3), run / "members" / f"member-{k}" / "model.safetensors", **meta)
-    save_model(to_student(build_model(MODEL, 3), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta)
-    model = yaml.safe_dump({k: getattr(MODEL, k) for k in ("encoder", "decoder_channels", "head_channels", "dropout")}, default_flow_style=True).strip()
-    cfg = load_config(ExperimentConfig, None, [f"out_dir={run}", f"model={model}", "teacher.members=2",
-                                               "teacher.temperature=3.0", "distill.temperature=2.0", "evaluate.mc_dropout=0.3"])
+    save_model(
+        to_student(build_model(MODEL, 3), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta
+    )
+    model = yaml.safe_dump(
+        {k: getattr(MODEL, k) for k in ("encoder", "decoder_channels", "head_channels", "dropout")},
+        default_flow_style=True,
+    ).strip()
+    cfg = load_config(
+        ExperimentConfig,
+        None,
+        [
+            f"out_dir={run}",
+            f"model={model}",
+            "teacher.members=2",
+            "teacher.temperature=3.0",
+            "distill.temperature=2.0",
+            "evaluate.mc_dropout=0.3",
+        ],
+    )
     assert "teacher.temperature" in capsys.readouterr().err
     assert cfg.distill.temperature == 2.0 and not hasattr(cfg.teacher, "temperature")
     models = load_models(cfg, torch.device("cpu"))
@@ -159,8 +174,18 @@ def test_registry_names_every_method_once_and_keeps_the_old_keys():
 
     keys = [m.key for m in METHODS]
     assert len(keys) == len(set(keys))
-    old = {"baseline_msp", "baseline_entropy", "mc_dropout", "ensemble_std", "ensemble_mi", "student_sigma", "student_msp"}
-    assert old <= set(keys) and {"ensemble_entropy", "ensemble_msp", "student_entropy", "student_light_entropy"} <= set(keys)
+    old = {
+        "baseline_msp",
+        "baseline_entropy",
+        "mc_dropout",
+        "ensemble_std",
+        "ensemble_mi",
+        "student_sigma",
+        "student_msp",
+    }
+    assert old <= set(keys) and {"ensemble_entropy", "ensemble_msp", "student_entropy", "student_light_entropy"} <= set(
+        keys
+    )
     assert all(m.predictor in PREDICTORS for m in METHODS)
     assert {m.key for m in methods_for(("baseline",))} == {"baseline_msp", "baseline_entropy"}
 
@@ -170,11 +195,18 @@ def test_predict_defaults_to_the_alarm_score_chosen_on_validation_shifts():
     from udistill.predict import Predictor
 
     student = to_student(build_model(MODEL, 3), "prediction+uncertainty").eval()
-    meta = {"classes": ["a", "b", "c"], "ood": {"score": "mean", "thresholds": {s: 0.1 * (i + 1) for i, s in enumerate(IMAGE_SCORES)}}}
+    meta = {
+        "classes": ["a", "b", "c"],
+        "ood": {"score": "mean", "thresholds": {s: 0.1 * (i + 1) for i, s in enumerate(IMAGE_SCORES)}},
+    }
     p = Predictor.from_model(student, meta, native=True)
     assert p.score == "mean" and p.threshold == pytest.approx(0.2)
-    old = Predictor.from_model(student, {"classes": ["a", "b", "c"], "ood": {"thresholds": {"median_plus_min_over_max": 0.7}}}, native=True)
-    assert old.score == "median_plus_min_over_max" and old.threshold == pytest.approx(0.7)  # checkpoints calibrated before
+    old = Predictor.from_model(
+        student, {"classes": ["a", "b", "c"], "ood": {"thresholds": {"median_plus_min_over_max": 0.7}}}, native=True
+    )
+    assert old.score == "median_plus_min_over_max" and old.threshold == pytest.approx(
+        0.7
+    )  # checkpoints calibrated before
 
 
 @pytest.mark.skipif(not __import__("os").environ.get("UDISTILL_CAMVID"), reason="needs UDISTILL_CAMVID")

@@ -10,9 +10,9 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
+from tests.metrics.test_metrics_pixel import _fpr95 as _exact_fpr95
 from udistill.config import EvaluateConfig
 from udistill.metrics import BinnedPixelMetrics
-from tests.metrics.test_metrics_pixel import _fpr95 as _exact_fpr95
 from udistill.metrics.calibration import PredictorCalibration
 
 SHIPPED_BINS = EvaluateConfig().bins
@@ -119,4 +119,6 @@ def test_two_scores_of_one_predictor_share_its_calibration():
     assert not torch.allclose(msp, ent)
     assert float(ent.max()) <= 1 and float(ent.min()) >= 0
     assert torch.allclose(msp, 1 - probs.max(1).values)
-    assert math.isclose(float(ent[0, 0, 0]), float(-(probs[0, :, 0, 0] * probs[0, :, 0, 0].log()).sum() / math.log(5)), rel_tol=1e-5)
+    assert math.isclose(
+        float(ent[0, 0, 0]), float(-(probs[0, :, 0, 0] * probs[0, :, 0, 0].log()).sum() / math.log(5)), rel_tol=1e-5
+    )

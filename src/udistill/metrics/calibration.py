@@ -28,7 +28,9 @@ class PredictorCalibration:
     ``{n_pixels, error_rate, ece, ece_adaptive, brier, nll, reliability}``.
     """
 
-    def __init__(self, ece_bins: int = 15, fine_bins: int = 2048, floor: float = 1e-7, ignore_index: int = IGNORE_INDEX):
+    def __init__(
+        self, ece_bins: int = 15, fine_bins: int = 2048, floor: float = 1e-7, ignore_index: int = IGNORE_INDEX
+    ):
         self.ece_bins = int(ece_bins)
         self.fine_bins = int(fine_bins)
         self.floor = float(floor)
@@ -37,7 +39,7 @@ class PredictorCalibration:
         self._fine = np.zeros((3, self.fine_bins))
         self._sums = np.zeros(3)  # pixels, Brier sum, NLL sum
 
-    def merge(self, other: "PredictorCalibration") -> "PredictorCalibration":
+    def merge(self, other: PredictorCalibration) -> PredictorCalibration:
         self._eq += other._eq
         self._fine += other._fine
         self._sums += other._sums
@@ -87,7 +89,15 @@ class PredictorCalibration:
         n, brier, nll = self._sums
         if n == 0:
             nan = math.nan
-            return {"n_pixels": 0, "error_rate": nan, "ece": nan, "ece_adaptive": nan, "brier": nan, "nll": nan, "reliability": {}}
+            return {
+                "n_pixels": 0,
+                "error_rate": nan,
+                "ece": nan,
+                "ece_adaptive": nan,
+                "brier": nan,
+                "nll": nan,
+                "reliability": {},
+            }
         cnt, sconf, scorr = self._eq
         ece = float(np.abs(scorr - sconf).sum() / n)
         fc, fconf, fcorr = self._fine

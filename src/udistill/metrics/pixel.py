@@ -40,7 +40,6 @@ import torch
 
 from ..data.labels import IGNORE_INDEX
 
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -191,9 +190,7 @@ class BinnedPixelMetrics:
     def state_tensor(self) -> torch.Tensor:
         """All (additive) state as one flat float64 CPU tensor: ``dist.all_reduce`` it (SUM),
         then :meth:`load_state_tensor` — or use :meth:`merge` with a gathered object."""
-        return torch.from_numpy(
-            np.concatenate([self._hist.ravel(), self._ece.ravel(), self._brier, self._clamped])
-        )
+        return torch.from_numpy(np.concatenate([self._hist.ravel(), self._ece.ravel(), self._brier, self._clamped]))
 
     def load_state_tensor(self, t: torch.Tensor) -> None:
         a = t.detach().cpu().to(torch.float64).numpy().ravel()
@@ -211,7 +208,7 @@ class BinnedPixelMetrics:
         """Bytes held by the accumulator's state (constant: independent of pixels seen)."""
         return int(self._hist.nbytes + self._ece.nbytes + self._brier.nbytes + self._clamped.nbytes)
 
-    def merge(self, other: "BinnedPixelMetrics") -> "BinnedPixelMetrics":
+    def merge(self, other: BinnedPixelMetrics) -> BinnedPixelMetrics:
         """Add another accumulator with the same configuration (another rank/split); returns self."""
         if other._config() != self._config():
             raise ValueError(f"cannot merge: configuration {other._config()} != {self._config()}")
@@ -470,7 +467,7 @@ class SigmaHistogram2D:
     def load_state_tensor(self, t: torch.Tensor) -> None:
         self._h = t.detach().cpu().to(torch.float64).numpy().reshape(2, self.bins, self.bins).copy()
 
-    def merge(self, other: "SigmaHistogram2D") -> "SigmaHistogram2D":
+    def merge(self, other: SigmaHistogram2D) -> SigmaHistogram2D:
         if (other.bins, other.low, other.high) != (self.bins, self.low, self.high):
             raise ValueError("cannot merge SigmaHistogram2D with a different configuration")
         self._h += other._h

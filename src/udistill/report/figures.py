@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -155,8 +156,9 @@ def plot_examples(
         for j, img in enumerate(panels):
             axes[i, j].imshow(img, interpolation="nearest")
         ax_u = axes[i, len(cols) - 1]
-        im = ax_u.imshow(_np(row["uncertainty"]).astype(np.float32), cmap=cmap, vmin=0.0, vmax=vmax,
-                         interpolation="nearest")
+        im = ax_u.imshow(
+            _np(row["uncertainty"]).astype(np.float32), cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest"
+        )
         fig.colorbar(im, ax=ax_u, shrink=0.9)
         for ax in axes[i]:
             ax.set_xticks([])
@@ -205,7 +207,9 @@ def plot_sigma_hexbin(
     lo = min(xe[0], ye[0])
     hi = max(xe[-1], ye[-1])
     for ax, (data, cmap, name, norm) in zip(axes, specs):
-        shown = np.ma.masked_invalid(np.where(data > 0, data, np.nan)) if norm is not None else np.ma.masked_invalid(data)
+        shown = (
+            np.ma.masked_invalid(np.where(data > 0, data, np.nan)) if norm is not None else np.ma.masked_invalid(data)
+        )
         kw = {"norm": norm} if norm is not None else {"vmin": 0.0, "vmax": 1.0}
         mesh = ax.pcolormesh(xe, ye, shown.T, cmap=cmap, shading="flat", **kw)
         fig.colorbar(mesh, ax=ax, label="pixels" if norm is not None else "fraction wrong")
@@ -292,8 +296,15 @@ def plot_image_score_roc(
         lab = SCORE_LABELS.get(name, name)
         if auroc is not None and not (isinstance(auroc, float) and math.isnan(auroc)):
             lab += f" (AUROC {auroc:.3f})"
-        ax.plot(c["fpr"], c["tpr"], color=CORRECT_COLOR if special else next(others),
-                lw=2.4 if special else 1.3, zorder=3 if special else 2, label=lab, drawstyle="default")
+        ax.plot(
+            c["fpr"],
+            c["tpr"],
+            color=CORRECT_COLOR if special else next(others),
+            lw=2.4 if special else 1.3,
+            zorder=3 if special else 2,
+            label=lab,
+            drawstyle="default",
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("False positive rate (in-distribution flagged as OOD)")

@@ -19,7 +19,8 @@ alarm's score is that choice, made on validation data).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..methods import BY_KEY
 
@@ -35,7 +36,9 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def _best(table: Mapping, predictors: tuple[str, ...], metric: str, higher: bool = True) -> tuple[float | None, str | None]:
+def _best(
+    table: Mapping, predictors: tuple[str, ...], metric: str, higher: bool = True
+) -> tuple[float | None, str | None]:
     best, which = None, None
     for key, vals in (table or {}).items():
         if key not in BY_KEY or BY_KEY[key].predictor not in predictors:
@@ -62,12 +65,23 @@ def headline_rows(results: Mapping) -> list[dict]:
     """Rows ``{what, student, ensemble, student_by, ensemble_by, note}`` (numbers or None)."""
     rows = []
     vs = results.get("pixel_student_errors") or {}
-    for metric, higher, label in (("auroc", True, "pixel errors of the student: AUROC ↑"), ("eaurc", False, "pixel errors of the student: E-AURC ↓")):
+    for metric, higher, label in (
+        ("auroc", True, "pixel errors of the student: AUROC ↑"),
+        ("eaurc", False, "pixel errors of the student: E-AURC ↓"),
+    ):
         s, sw = _best(vs, SIDES["student"], metric, higher)
         e, ew = _best(vs, SIDES["ensemble"], metric, higher)
         b = _num((vs.get("baseline_msp") or {}).get(metric))
-        rows.append({"what": label, "student": s, "ensemble": e, "student_by": sw, "ensemble_by": ew,
-                     "note": f"baseline softmax {b:.3f}" if b is not None else ""})
+        rows.append(
+            {
+                "what": label,
+                "student": s,
+                "ensemble": e,
+                "student_by": sw,
+                "ensemble_by": ew,
+                "note": f"baseline softmax {b:.3f}" if b is not None else "",
+            }
+        )
     ag = results.get("agreement") or {}
     ratios = [_num(d.get("median_ratio")) for d in ag.get("scale_ratio_by_decile") or []]
     ratios = [r for r in ratios if r is not None]
@@ -75,31 +89,68 @@ def headline_rows(results: Mapping) -> list[dict]:
     note = f"scale ratio per decile {min(ratios):.2f}–{max(ratios):.2f} (1 = same scale)" if ratios else ""
     if ceiling is not None:
         note += f"; the teacher's own noise caps it at ≈ {ceiling:.3f} (half-vs-half {ag['teacher_half_pearson']:.3f})"
-    rows.append({"what": "σ fidelity: Pearson of student U with ensemble U", "student": _num(ag.get("pearson")), "ensemble": None,
-                 "student_by": "student_sigma", "ensemble_by": "ensemble_std", "note": note})
+    rows.append(
+        {
+            "what": "σ fidelity: Pearson of student U with ensemble U",
+            "student": _num(ag.get("pearson")),
+            "ensemble": None,
+            "student_by": "student_sigma",
+            "ensemble_by": "ensemble_std",
+            "note": note,
+        }
+    )
     for name, s in (results.get("shifts") or {}).items():
         st, sw = _best_ood(s.get("ood"), SIDES["student"])
         en, ew = _best_ood(s.get("ood"), SIDES["ensemble"])
         op = s.get("operating_point") or {}
         note = ""
         if op:
-            note = (f"alarm ({op.get('score')}, chosen on val): detects {op['detection_rate']:.0%}, "
-                    f"false alarms {op['false_alarm_rate']:.0%} (calibrated at {op.get('calibration_false_alarm_rate', 0):.0%})")
-        rows.append({"what": f"OOD {name}: image AUROC ↑", "student": st, "ensemble": en, "student_by": sw, "ensemble_by": ew, "note": note})
+            note = (
+                f"alarm ({op.get('score')}, chosen on val): detects {op['detection_rate']:.0%}, "
+                f"false alarms {op['false_alarm_rate']:.0%} (calibrated at {op.get('calibration_false_alarm_rate', 0):.0%})"
+            )
+        rows.append(
+            {
+                "what": f"OOD {name}: image AUROC ↑",
+                "student": st,
+                "ensemble": en,
+                "student_by": sw,
+                "ensemble_by": ew,
+                "note": note,
+            }
+        )
     miou = results.get("miou") or {}
     extra = ", ".join(f"{k} {miou[k]:.3f}" for k in ("baseline", "control") if _num(miou.get(k)) is not None)
-    rows.append({"what": "mIoU (in distribution) ↑", "student": _num(miou.get("student")), "ensemble": _num(miou.get("teacher")),
-                 "student_by": None, "ensemble_by": None, "note": extra})
+    rows.append(
+        {
+            "what": "mIoU (in distribution) ↑",
+            "student": _num(miou.get("student")),
+            "ensemble": _num(miou.get("teacher")),
+            "student_by": None,
+            "ensemble_by": None,
+            "note": extra,
+        }
+    )
     lat = results.get("latency_ms") or {}
     if lat:
-        rows.append({"what": "latency, batch 1, ms ↓", "student": _num(lat.get("student")), "ensemble": _num(lat.get("ensemble")),
-                     "student_by": None, "ensemble_by": None,
-                     "note": f"ensemble / student {lat['ensemble_over_student']:.2f}×" if _num(lat.get("ensemble_over_student")) else ""})
+        rows.append(
+            {
+                "what": "latency, batch 1, ms ↓",
+                "student": _num(lat.get("student")),
+                "ensemble": _num(lat.get("ensemble")),
+                "student_by": None,
+                "ensemble_by": None,
+                "note": f"ensemble / student {lat['ensemble_over_student']:.2f}×"
+                if _num(lat.get("ensemble_over_student"))
+                else "",
+            }
+        )
     return rows
 
 
 def headline_text(rows: list[dict]) -> str:
     """The headline as aligned text (what ``udistill demo`` prints)."""
+
     def f(v):
         return "  -  " if v is None else f"{v:.3f}"
 

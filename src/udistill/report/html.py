@@ -9,8 +9,9 @@ import datetime as _dt
 import html
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..io import atomic_write_text
 from .tables import Table, build_tables, fmt, to_html, to_markdown
@@ -54,7 +55,7 @@ def _caption(name: str, spec: Any) -> str:
         return FIGURE_CAPTIONS[name]
     for key in sorted(FIGURE_CAPTIONS, key=len, reverse=True):
         if name.startswith(key + "_"):
-            return f"{FIGURE_CAPTIONS[key]} ({name[len(key) + 1:]})"
+            return f"{FIGURE_CAPTIONS[key]} ({name[len(key) + 1 :]})"
     return name
 
 
@@ -69,14 +70,17 @@ def _summary_rows(results: Mapping) -> list[tuple[str, str]]:
         rows.append(("in-distribution test images", fmt(results["images"])))
     shifts = results.get("shifts") or {}
     if shifts:
-        rows.append(("shifts (positives for OOD)", ", ".join(f"{s} ({v.get('images', '?')})" for s, v in shifts.items())))
+        rows.append(
+            ("shifts (positives for OOD)", ", ".join(f"{s} ({v.get('images', '?')})" for s, v in shifts.items()))
+        )
     if results.get("alarm_calibration_set"):
         rows.append(("alarm calibrated on", str(results["alarm_calibration_set"])))
     return rows
 
 
-def render_markdown(results: Mapping, tables: list[Table], figures: Mapping[str, Any], out_dir: Path,
-                    title: str) -> str:
+def render_markdown(
+    results: Mapping, tables: list[Table], figures: Mapping[str, Any], out_dir: Path, title: str
+) -> str:
     lines = [f"# {title}", "", f"_Generated {_dt.datetime.now().isoformat(timespec='seconds')}_", ""]
     summary = _summary_rows(results)
     if summary:
@@ -102,8 +106,10 @@ def render_markdown(results: Mapping, tables: list[Table], figures: Mapping[str,
 
 def render_html(results: Mapping, tables: list[Table], figures: Mapping[str, Any], title: str) -> str:
     e = html.escape
-    body = [f"<h1>{e(title)}</h1>",
-            f'<p class="note">Generated {e(_dt.datetime.now().isoformat(timespec="seconds"))}</p>']
+    body = [
+        f"<h1>{e(title)}</h1>",
+        f'<p class="note">Generated {e(_dt.datetime.now().isoformat(timespec="seconds"))}</p>',
+    ]
     summary = _summary_rows(results)
     if summary:
         body.append('<h2>Summary</h2><table class="summary"><tbody>')
@@ -119,16 +125,22 @@ def render_html(results: Mapping, tables: list[Table], figures: Mapping[str, Any
             cap = e(_caption(name, spec))
             if p.is_file():
                 data = base64.b64encode(p.read_bytes()).decode("ascii")
-                body.append(f'<figure id="fig-{e(name)}"><img alt="{e(name)}" src="data:image/png;base64,{data}">'
-                            f"<figcaption><b>{e(name)}</b> — {cap}</figcaption></figure>")
+                body.append(
+                    f'<figure id="fig-{e(name)}"><img alt="{e(name)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption><b>{e(name)}</b> — {cap}</figcaption></figure>"
+                )
             else:
                 body.append(f"<p><b>{e(name)}</b> — {cap} <i>(figure missing: {e(str(p))})</i></p>")
     if results.get("config"):
-        body.append("<h2>Configuration</h2><details open><summary>config</summary><pre>"
-                    + e(json.dumps(results["config"], indent=2, default=str)) + "</pre></details>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+        body.append(
+            "<h2>Configuration</h2><details open><summary>config</summary><pre>"
+            + e(json.dumps(results["config"], indent=2, default=str))
+            + "</pre></details>"
+        )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_report(

@@ -21,8 +21,9 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..methods import BY_KEY, METHODS, PREDICTORS
 from .headline import _num, headline_rows
@@ -79,8 +80,6 @@ def fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-
-
 def _get(d: Any, *keys: str) -> Any:
     for k in keys:
         if not isinstance(d, Mapping) or k not in d:
@@ -121,7 +120,12 @@ def _mark_best(table: Table, col_better: Mapping[int, bool], groups: list | None
     for row i; None = all rows are comparable)."""
     if groups is not None:
         for g in dict.fromkeys(groups):
-            sub = Table(table.key, "", table.columns, [r if gi == g else [r[0]] + [None] * (len(r) - 1) for r, gi in zip(table.rows, groups)])
+            sub = Table(
+                table.key,
+                "",
+                table.columns,
+                [r if gi == g else [r[0]] + [None] * (len(r) - 1) for r, gi in zip(table.rows, groups)],
+            )
             _mark_best(sub, col_better)
             table.best |= sub.best
         return
@@ -199,28 +203,43 @@ def pixel_table(pixel: Mapping, title: str, key: str = "pixel", comparable: str 
     metrics = [m for m in PIXEL_METRICS if any(_get(pixel, meth, m[0]) is not None for meth in methods)]
     if not metrics:
         metrics = list(PIXEL_METRICS[:5])
-    preds = [str(_get(pixel, meth, "predictor") or (BY_KEY[meth].predictor if meth in BY_KEY else meth)) for meth in methods]
+    preds = [
+        str(_get(pixel, meth, "predictor") or (BY_KEY[meth].predictor if meth in BY_KEY else meth)) for meth in methods
+    ]
     rows = [[meth, pred, *[_num(_get(pixel, meth, k)) for k, _, _ in metrics]] for meth, pred in zip(methods, preds)]
     if comparable == "predictor":
-        note = ("Positives = each predictor's own misclassified pixels, so rows of different predictors rank different "
-                "error sets (AUPR's chance level is the error rate): best in bold within each predictor only; "
-                "compare across predictors with E-AURC or the table against the student's errors.")
+        note = (
+            "Positives = each predictor's own misclassified pixels, so rows of different predictors rank different "
+            "error sets (AUPR's chance level is the error rate): best in bold within each predictor only; "
+            "compare across predictors with E-AURC or the table against the student's errors."
+        )
     else:
         note = "Positives = the student's misclassified pixels, the same error set for every row: best in bold over all rows."
     t = Table(key=key, title=title, columns=["Method", "Predictor", *[h for _, h, _ in metrics]], rows=rows, note=note)
-    _mark_best(t, {j + 2: hib for j, (_, _, hib) in enumerate(metrics)}, groups=preds if comparable == "predictor" else None)
+    _mark_best(
+        t, {j + 2: hib for j, (_, _, hib) in enumerate(metrics)}, groups=preds if comparable == "predictor" else None
+    )
     return t
 
 
-def predictor_table(results: Mapping, title: str = "Predictors: segmentation and calibration of the probabilities", key: str = "predictors") -> Table | None:
+def predictor_table(
+    results: Mapping,
+    title: str = "Predictors: segmentation and calibration of the probabilities",
+    key: str = "predictors",
+) -> Table | None:
     """Per predictor: mIoU, error rate, ECE (15 bins), adaptive ECE, Brier, NLL."""
     preds = results.get("predictors") or {}
     if not preds:
         return None
     names = _ordered(preds, PREDICTORS)
     rows = [[p, *[_num(_get(preds, p, k)) for k, _, _ in PREDICTOR_METRICS]] for p in names]
-    t = Table(key=key, title=title, columns=["Predictor", *[h for _, h, _ in PREDICTOR_METRICS]], rows=rows,
-              note="Calibration belongs to a predictor's probabilities, not to a score. Same images for every row.")
+    t = Table(
+        key=key,
+        title=title,
+        columns=["Predictor", *[h for _, h, _ in PREDICTOR_METRICS]],
+        rows=rows,
+        note="Calibration belongs to a predictor's probabilities, not to a score. Same images for every row.",
+    )
     _mark_best(t, {j + 1: hib for j, (_, _, hib) in enumerate(PREDICTOR_METRICS)})
     return t
 
@@ -234,8 +253,13 @@ def headline_table(results: Mapping) -> Table | None:
     for r in rows:
         by = f"{r.get('student_by') or ''} | {r.get('ensemble_by') or ''}" if r.get("student_by") else ""
         body.append([r["what"], _num(r.get("student")), _num(r.get("ensemble")), by, r.get("note", "")])
-    return Table(key="headline", title="What the student keeps of the ensemble's uncertainty", columns=["", "Student", "Ensemble", "best of each (student | ensemble)", "note"],
-                 rows=body, note="Each pair is measured on the same images and error set. Best = the highest over each model's own scores on this test set (the same rule for both).")
+    return Table(
+        key="headline",
+        title="What the student keeps of the ensemble's uncertainty",
+        columns=["", "Student", "Ensemble", "best of each (student | ensemble)", "note"],
+        rows=body,
+        note="Each pair is measured on the same images and error set. Best = the highest over each model's own scores on this test set (the same rule for both).",
+    )
 
 
 def scale_table(results: Mapping) -> Table | None:
@@ -243,10 +267,24 @@ def scale_table(results: Mapping) -> Table | None:
     dec = _get(results, "agreement", "scale_ratio_by_decile") or []
     if not dec:
         return None
-    rows = [[str(d["decile"]), _num(d.get("y_low")), _num(d.get("y_high")), _num(d.get("median_y")), _num(d.get("median_x")), _num(d.get("median_ratio"))] for d in dec]
-    return Table(key="scale", title="Scale of the student's U per decile of the ensemble's U",
-                 columns=["Decile", "ensemble U from", "to", "median ensemble U", "median student U", "median ratio"], rows=rows,
-                 note="Median of student U / ensemble U over the pixels of each decile: 1 = the right scale.")
+    rows = [
+        [
+            str(d["decile"]),
+            _num(d.get("y_low")),
+            _num(d.get("y_high")),
+            _num(d.get("median_y")),
+            _num(d.get("median_x")),
+            _num(d.get("median_ratio")),
+        ]
+        for d in dec
+    ]
+    return Table(
+        key="scale",
+        title="Scale of the student's U per decile of the ensemble's U",
+        columns=["Decile", "ensemble U from", "to", "median ensemble U", "median student U", "median ratio"],
+        rows=rows,
+        note="Median of student U / ensemble U over the pixels of each decile: 1 = the right scale.",
+    )
 
 
 def operating_point_table(results: Mapping) -> Table | None:
@@ -254,14 +292,35 @@ def operating_point_table(results: Mapping) -> Table | None:
     rows = []
     for name, s in (results.get("shifts") or {}).items():
         for who, op in ((s or {}).get("operating_points") or {}).items():
-            rows.append([f"{name}", who, SCORE_LABELS.get(op.get("score"), op.get("score")), _num(op.get("threshold")),
-                         _num(op.get("calibration_false_alarm_rate")), _num(op.get("false_alarm_rate")), _num(op.get("detection_rate"))])
+            rows.append(
+                [
+                    f"{name}",
+                    who,
+                    SCORE_LABELS.get(op.get("score"), op.get("score")),
+                    _num(op.get("threshold")),
+                    _num(op.get("calibration_false_alarm_rate")),
+                    _num(op.get("false_alarm_rate")),
+                    _num(op.get("detection_rate")),
+                ]
+            )
     if not rows:
         return None
     cal = results.get("alarm_calibration_set") or "the calibration set"
-    return Table(key="operating_point", title="OOD alarm at the stored threshold", rows=rows,
-                 columns=["Shift", "Student", "Image score", "Threshold", "target false-alarm rate", "false alarms (test)", "detection rate"],
-                 note=f"Threshold fitted by `udistill calibrate` on {cal}; image score chosen on the validation shifts; measured here on test images.")
+    return Table(
+        key="operating_point",
+        title="OOD alarm at the stored threshold",
+        rows=rows,
+        columns=[
+            "Shift",
+            "Student",
+            "Image score",
+            "Threshold",
+            "target false-alarm rate",
+            "false alarms (test)",
+            "detection rate",
+        ],
+        note=f"Threshold fitted by `udistill calibrate` on {cal}; image score chosen on the validation shifts; measured here on test images.",
+    )
 
 
 def agreement_table(results: Mapping) -> Table | None:
@@ -340,7 +399,12 @@ def build_tables(results: Mapping) -> list[Table]:
     tables: list[Table | None] = [
         headline_table(results),
         predictor_table(results),
-        pixel_table(results.get("pixel_student_errors") or {}, "Pixel errors of the student, ranked by every score", key="pixel_student_errors", comparable="all"),
+        pixel_table(
+            results.get("pixel_student_errors") or {},
+            "Pixel errors of the student, ranked by every score",
+            key="pixel_student_errors",
+            comparable="all",
+        ),
         pixel_table(results.get("pixel") or {}, "Pixel errors of each predictor, ranked by its own scores"),
         per_class_table(results),
         miou_table(results),
