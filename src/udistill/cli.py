@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--device", default=None)
 
     # deployment ----------------------------------------------------------------------------
-    pr = sub.add_parser("predict", help="segmentation, uncertainty and OOD flag for images, folders, videos")
+    pr = sub.add_parser("predict", help="segmentation, uncertainty and OOD flag for images, folders, videos",
+                        epilog="exit codes: 0 every input processed; 3 some inputs skipped (each reported on stderr); "
+                        "2 nothing could be processed, or any other error. Images under 16x16 pixels are refused.")
     pr.add_argument("checkpoint", help="student checkpoint file, its folder, or the run folder")
     pr.add_argument("inputs", nargs="+")
     pr.add_argument("--out", required=True)
@@ -221,7 +223,6 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "evaluate":
         from .evaluate import run_evaluation
-
         from .provenance import check_run
         from .runlock import run_lock
 
