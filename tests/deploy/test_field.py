@@ -202,3 +202,16 @@ def test_without_a_stored_range_each_frame_uses_its_own_p99(student, tmp_path):
     u = Predictor.from_checkpoint(path)(_image(40, 56)).uncertainty
     assert rec["uncertainty_png_scale_source"] == "frame_p99"
     assert rec["uncertainty_png_scale"][1] == pytest.approx(float(np.percentile(u, 99)), rel=1e-6)
+
+
+def test_a_bad_video_beside_good_images_is_skipped(ckpt, tmp_path, capsys):
+    Image.fromarray(_image(40, 56)).save(tmp_path / "good.png")
+    (tmp_path / "bad.mp4").write_bytes(b"garbage" * 20)
+    out = tmp_path / "out"
+    pytest.importorskip("imageio_ffmpeg")
+    assert main(["predict", str(ckpt), str(tmp_path / "good.png"), str(tmp_path / "bad.mp4"), "--out", str(out)]) == 3
+    captured = capsys.readouterr()
+    assert (out / "good.json").is_file() and not (out / "bad.jsonl").exists()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"udistill: skipped: {tmp_path / 'bad.mp4'}: cannot read video")
+    assert "processed 1, skipped 1" in captured.out
