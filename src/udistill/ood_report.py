@@ -31,16 +31,8 @@ from .errors import DataError, UdistillError
 from .io import atomic_write_json
 from .metrics import IMAGE_SCORES, ood_metrics
 from .predict import Predictor
+from .predict.alarm import alarm_score
 from .predict.geometry import check_frame_size
-
-DEFAULT_SCORE = "median_plus_min_over_max"
-
-
-def stored_score(meta: dict) -> str:
-    """The image score the checkpoint's alarm was calibrated with."""
-    ood = meta.get("ood")
-    score = ood.get("score") if isinstance(ood, dict) else None
-    return score if score in IMAGE_SCORES else DEFAULT_SCORE
 
 
 def folder_scores(
@@ -88,7 +80,7 @@ def ood_report(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no calibrated threshold" is reported in the result instead
         probe = Predictor.from_checkpoint(checkpoint, device=device, native=native, threshold=threshold)
-    name = score or stored_score(probe.meta)
+    name = score or alarm_score(probe.meta)
     if name not in IMAGE_SCORES:
         raise UdistillError(f"unknown image score '{name}' (known: {', '.join(IMAGE_SCORES)})")
     with warnings.catch_warnings():

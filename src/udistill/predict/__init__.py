@@ -52,7 +52,7 @@ imageio's ffmpeg reader). Per image, in ``--out`` (folder inputs keep their sub-
 Per video: ``<stem>.jsonl`` with one JSON line per frame and, with ``--video-out``,
 ``<stem>_annotated.mp4``. Bad inputs are reported and skipped; exit codes in :mod:`.runner`.
 
-Modules: :mod:`.api` (Predictor, Prediction), :mod:`.backends` (torch, onnxruntime),
+Modules: :mod:`.api` (Predictor, Prediction), :mod:`.alarm` (the stored OOD alarm), :mod:`.backends` (torch, onnxruntime),
 :mod:`.geometry` (resizing), :mod:`.inputs`, :mod:`.rendering`, :mod:`.jobs`, :mod:`.runner`.
 """
 

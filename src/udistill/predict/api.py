@@ -15,13 +15,13 @@ import torch
 from ..data.labels import SCHEMES, LabelScheme
 from ..errors import CheckpointError, UdistillError
 from ..metrics.image import IMAGE_SCORES
+from .alarm import alarm_score, check_calibration, stored_display_range, stored_threshold
 from .backends import Infer, RawOutput, onnx_backend, torch_backend
 from .geometry import Geometry, check_frame_size
 from .inputs import as_batch
 
 BACKENDS = ("torch", "onnxruntime")
 MODEL_FILE = "model.safetensors"
-DEFAULT_SCORE = "median_plus_min_over_max"
 
 
 @dataclass(frozen=True)
@@ -70,22 +70,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
-def check_calibration(path: Path, meta: dict) -> None:
-    """StaleStageError when the stored OOD calibration was fitted on other weights than the
-    checkpoint's (its ``built_from`` record, see :mod:`udistill.provenance`)."""
-    from ..provenance import StaleStageError, weights_digest
-
-    ood = meta.get("ood")
-    made_for = (ood.get("built_from") or {}).get("student") if isinstance(ood, dict) else None
-    if made_for:
-        now = weights_digest(path)
-        if now and now != made_for:
-            raise StaleStageError(
-                f"{path}: the OOD calibration is stale (fitted on weights {made_for}, these are {now}); "
-                "run `udistill calibrate` again"
-            )
-
-
 def make_scheme(meta: dict, num_classes: int) -> LabelScheme:
     """The label scheme for colours and class names: the checkpoint's, else a generated one."""
     name = meta.get("label_scheme")
@@ -130,9 +114,7 @@ class Predictor:
         source: str = "model",
         geometry: Geometry | None = None,
     ):
-        if score is None:  # the alarm's own score, chosen on validation shifts by `udistill calibrate`
-            ood = meta.get("ood") if isinstance(meta.get("ood"), dict) else {}
-            score = ood.get("score") if ood.get("score") in IMAGE_SCORES else DEFAULT_SCORE
+        score = score or alarm_score(meta)  # default: the alarm's own score, chosen by `udistill calibrate`
         if score not in IMAGE_SCORES:
             raise UdistillError(f"unknown image score '{score}' (known: {', '.join(IMAGE_SCORES)})")
         self._infer = infer
@@ -144,14 +126,10 @@ class Predictor:
         self.source = source
         self.geometry = geometry or Geometry()
         self.scheme = make_scheme(meta, self.num_classes)
-        self.threshold_source: str | None = None
-        self.threshold: float | None = None
-        if threshold is not None:
-            self.threshold, self.threshold_source = float(threshold), "argument"
-        else:
-            self.threshold = self._stored_threshold(meta, score)
-            if self.threshold is not None:
-                self.threshold_source = "checkpoint"
+        self.threshold = float(threshold) if threshold is not None else stored_threshold(meta, score)
+        self.threshold_source = (
+            "argument" if threshold is not None else ("checkpoint" if self.threshold is not None else None)
+        )
         if self.threshold is None:
             warnings.warn(
                 f"{source}: no calibrated OOD threshold for score '{score}' (run `udistill calibrate` "
@@ -159,14 +137,6 @@ class Predictor:
                 UserWarning,
                 stacklevel=3,
             )
-
-    @staticmethod
-    def _stored_threshold(meta: dict, score: str) -> float | None:
-        ood = meta.get("ood")
-        if not isinstance(ood, dict):
-            return None
-        value = (ood.get("thresholds") or {}).get(score)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     # properties ---------------------------------------------------------------------------
     @property
@@ -185,16 +155,7 @@ class Predictor:
     @property
     def display_range(self) -> tuple[float, float] | None:
         """The heat-map scale stored at calibration (``meta["ood"]["display_range"]``), if any."""
-        ood = self.meta.get("ood")
-        rng = ood.get("display_range") if isinstance(ood, dict) else None
-        if (
-            isinstance(rng, (list, tuple))
-            and len(rng) == 2
-            and all(isinstance(v, (int, float)) for v in rng)
-            and rng[1] > rng[0]
-        ):
-            return float(rng[0]), float(rng[1])
-        return None
+        return stored_display_range(self.meta)
 
     # construction -------------------------------------------------------------------------
     @classmethod
@@ -267,22 +228,12 @@ class Predictor:
         """Run an exported model with onnxruntime; classes, thresholds and the resizing come
         from its metadata (the graph resizes by itself)."""
         sess, meta = _open_onnx(Path(onnx_path), device, checkpoint)
-        onnx_info = meta.get("onnx") or {}
-        outputs = [o.name for o in sess.get_outputs()]
-        if "probabilities" not in outputs and "labels" not in outputs:
-            raise CheckpointError(f"{onnx_path}: not a udistill export (no 'probabilities' or 'labels' output)")
-        geometry = Geometry.from_meta(onnx_info.get("resize") or {})
+        outputs, num_classes, has_u, geometry = _onnx_model_info(sess, meta, onnx_path)
         if native and not geometry.native:
             raise UdistillError(
                 f"{onnx_path}: this export resizes frames to {geometry.describe()} inside the graph; "
                 "re-export with --native to run at native resolution"
             )
-        num_classes = meta.get("num_classes") or len(meta.get("classes") or [])
-        if not num_classes and "probabilities" in outputs:
-            num_classes = sess.get_outputs()[outputs.index("probabilities")].shape[1]
-        if not isinstance(num_classes, int):
-            raise CheckpointError(f"{onnx_path}: number of classes unknown (no udistill metadata)")
-        has_u = "sigma" in outputs or bool(onnx_info.get("has_sigma"))
         return cls(
             onnx_backend(sess, outputs),
             meta,
@@ -315,6 +266,21 @@ class Predictor:
         x, batched = as_batch(image)
         pred = self.predict_tensor(x)
         return pred if batched else pred.unbatch()[0]
+
+
+def _onnx_model_info(sess, meta: dict, onnx_path) -> tuple[list[str], int, bool, Geometry]:
+    """(output names, number of classes, has an uncertainty head, in-graph resizing) of an export."""
+    onnx_info = meta.get("onnx") or {}
+    outputs = [o.name for o in sess.get_outputs()]
+    if "probabilities" not in outputs and "labels" not in outputs:
+        raise CheckpointError(f"{onnx_path}: not a udistill export (no 'probabilities' or 'labels' output)")
+    num_classes = meta.get("num_classes") or len(meta.get("classes") or [])
+    if not num_classes and "probabilities" in outputs:
+        num_classes = sess.get_outputs()[outputs.index("probabilities")].shape[1]
+    if not isinstance(num_classes, int):
+        raise CheckpointError(f"{onnx_path}: number of classes unknown (no udistill metadata)")
+    has_u = "sigma" in outputs or bool(onnx_info.get("has_sigma"))
+    return outputs, num_classes, has_u, Geometry.from_meta(onnx_info.get("resize") or {})
 
 
 def _open_onnx(onnx_path: Path, device, checkpoint):
