@@ -15,9 +15,13 @@ from udistill.planning import estimate, model_bytes, plan_commands
 ROOT = Path(__file__).parents[2]
 
 
+def _paper(*overrides):
+    return load_config(ExperimentConfig, str(ROOT / "configs" / "cityscapes-paper.yaml"), list(overrides))
+
+
 @pytest.fixture(scope="module")
 def paper():
-    return load_config(ExperimentConfig, str(ROOT / "configs" / "cityscapes-paper.yaml"), [])
+    return _paper("distill.recipe=paper")  # the paper's recipe: one cache entry per image
 
 
 def test_cityscapes_paper_plan_sizes_the_cache_at_the_heads_resolution(paper):
@@ -25,8 +29,10 @@ def test_cityscapes_paper_plan_sizes_the_cache_at_the_heads_resolution(paper):
     by = {s.name: s for s in stages}
     # 2975 images x 19 classes x (512/4 x 1024/4) x (M, Σ) x float16, + CRC and flag
     assert by["teacher cache"].disk == 2975 * (19 * 128 * 256 * 2 * 2 + 5)
-    full = load_config(ExperimentConfig, str(ROOT / "configs" / "cityscapes-paper.yaml"), ["distill.cache_reduction=1"])
+    full = _paper("distill.recipe=paper", "distill.cache_reduction=1")
     assert {s.name: s for s in estimate(full)[0]}["teacher cache"].disk == 2975 * (19 * 512 * 1024 * 2 * 2 + 5)  # the 118 GB of old
+    views = _paper("distill.recipe=udistill", "distill.view_count=4")  # K cached views per image
+    assert {s.name: s for s in estimate(views)[0]}["teacher cache"].disk == 4 * by["teacher cache"].disk
     assert len([s for s in stages if s.name.startswith("member ")]) == 25
     assert all(s.seconds is not None and s.seconds > 0 for s in stages)
     assert any("train-throughput-cpu-1thread.json" in n for n in notes)  # says where the figure comes from
