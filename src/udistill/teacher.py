@@ -38,9 +38,10 @@ def parse_members(text: str) -> list[int]:
 def data_meta(dataset) -> dict:
     """Classes, scheme and data fingerprint, and the input size the model was trained at
     (``input_size`` [H, W], None = native; ``resize``: how frames were brought to it, so the
-    predictor can do the same; datasets stretch to ``size``)."""
+    predictor can do the same; datasets stretch to ``size``, the synthetic renderer draws
+    at its ``render_size``)."""
     scheme = dataset.scheme
-    size = getattr(dataset, "size", None)
+    size = getattr(dataset, "size", None) or getattr(dataset, "render_size", None)
     return {
         "classes": list(scheme.classes),
         "label_scheme": scheme.name,

@@ -118,6 +118,15 @@ def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, ca
               "student-light/model.safetensors", "evaluation/results.json", "evaluation/report.html", "config.yaml"):
         assert (exp / f).exists(), f
     assert read_metadata(exp / "student" / "model.safetensors")["heads"] == "prediction+uncertainty"
+    # every stage records the size it was trained at (the predictor resizes frames to it)
+    # and what it was built from (the student: the members' weights digests)
+    for f in ("members/member-0/model.safetensors", "student/model.safetensors"):
+        meta = read_metadata(exp / f)
+        assert meta["input_size"] == [32, 48] and meta["resize"] == "stretch"
+    from udistill.provenance import weights_digest
+
+    built = read_metadata(exp / "student" / "model.safetensors")["built_from"]
+    assert built["members"] == {str(k): weights_digest(exp / "members" / f"member-{k}" / "model.safetensors") for k in range(2)}
     stamp = (exp / "members" / "member-0" / "model.safetensors").stat().st_mtime
     assert main(["train-teacher", "--config", str(p), "--members", "0-1"]) == 0
     assert (exp / "members" / "member-0" / "model.safetensors").stat().st_mtime == stamp
