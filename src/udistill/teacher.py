@@ -11,14 +11,14 @@ from pathlib import Path
 
 import torch
 
+from . import provenance
 from .config import ExperimentConfig, save_config
 from .data.from_config import dataset_for
+from .device import resolve_device
 from .ensemble import member_dir
-from . import provenance
 from .models.build import build_model
 from .runlock import run_lock
-from .device import resolve_device
-from .train.loop import MODEL_FILE, fit, is_main_process
+from .train.loop import MODEL_FILE, STATE_FILE, fit, is_main_process
 from .train.recipes import member_recipe
 
 
@@ -72,7 +72,8 @@ def _train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> P
     num_classes = train_set.scheme.num_classes
     tcfg = member_recipe(cfg.train, k, cfg.teacher.diversify)
     torch.manual_seed(cfg.teacher.init_seed + (k if cfg.teacher.diverse_init else 0))
-    model = build_model(cfg.model, num_classes, "prediction")
+    # resuming: the weights come from the training state, so no ImageNet download (offline)
+    model = build_model(cfg.model, num_classes, "prediction", pretrained=not (out / STATE_FILE).exists())
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         save_config(dataclasses.replace(cfg, train=tcfg), out / "config.yaml")

@@ -112,9 +112,10 @@ class SegmentationModel(nn.Module):
         return SegOutput(logits, torch.sigmoid(raw_sigma))
 
 
-def build_model(cfg: ModelConfig, num_classes: int, heads: str = "prediction") -> SegmentationModel:
-    """Build a model from its config (no weights are downloaded unless encoder_weights says so)."""
-    return SegmentationModel(cfg, num_classes, heads)
+def build_model(cfg: ModelConfig, num_classes: int, heads: str = "prediction", pretrained: bool = True) -> SegmentationModel:
+    """Build a model from its config (no weights are downloaded unless encoder_weights says so,
+    and never with ``pretrained=False``: for weights loaded right after, e.g. a resumed run)."""
+    return SegmentationModel(cfg, num_classes, heads, pretrained=pretrained)
 
 
 def student_heads(cfg: ModelConfig) -> str:
