@@ -135,24 +135,16 @@ def _agreement(student, ensemble, data):
 
 
 def test_tiny_distillation_moves_sigma_toward_sigma_and_p_toward_m(tmp_path, ensemble):
+    """The distillation loss alone (alpha = 0: no labels pulling elsewhere) moves a fresh
+    student's p toward M (KL falls) and its σ toward Σ (MSE falls, correlation rises)."""
     data = ToyDataset(n=8)
-    torch.manual_seed(0)
-    student = to_student(ensemble.members[0], "prediction+uncertainty")
+    torch.manual_seed(99)
+    student = to_student(build_model(MODEL, 3), "prediction+uncertainty")
     before = _agreement(student, ensemble, data)
-    cfg = TrainConfig(epochs=8, batch_size=4, lr=0.02, optimizer="adam", augment="none", progress=False)
-    dc = DistillConfig(targets="online")
-    fit(
-        student,
-        data,
-        None,
-        cfg,
-        tmp_path / "s",
-        3,
-        objective=distillation_objective(dc, ensemble),
-        augment=get_recipe("none"),
-    )
+    cfg = TrainConfig(epochs=8, batch_size=4, lr=0.01, optimizer="adam", augment="none", progress=False)
+    dc = DistillConfig(targets="online", alpha=0.0, recipe="paper")
+    fit(student, data, None, cfg, tmp_path / "s", 3, objective=distillation_objective(dc, ensemble), augment=get_recipe("none"))
     after = _agreement(student, ensemble, data)
     assert after[0] < 0.8 * before[0]  # σ comes down from ~0.5 toward Σ's scale
     assert after[1] > before[1] + 0.05  # and follows Σ's pattern more closely
-    assert after[2] < before[2]  # the prediction head learns M
-    assert dataclasses.asdict(dc)["views"] is None
+    assert after[2] < 0.8 * before[2]  # the prediction head learns M

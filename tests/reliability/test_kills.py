@@ -89,7 +89,13 @@ class Layout:
         self.out = out
         self.members = [out / "members" / f"member-{k}" for k in MEMBERS]
         self.student = out / "student"
-        self.cache = self.student / "teacher-cache"
+
+    @property
+    def cache(self) -> Path:
+        """The run's teacher cache (``teacher-cache``, or ``teacher-cache-views<K>`` for the
+        default recipe's perturbed views: see udistill.distill.cache_folder)."""
+        found = sorted(self.student.glob("teacher-cache*"))
+        return found[0] if found else self.student / "teacher-cache"
 
     def teacher_done(self) -> bool:
         return all((m / "model.safetensors").exists() for m in self.members)
