@@ -12,7 +12,6 @@ Member weights are random: the cost of a forward pass does not depend on them.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -88,7 +87,9 @@ def main() -> None:
         t0 = time.perf_counter()
         fit(student, data, None, tcfg, tmp / "online", 11, objective=distillation_objective(dcfg, ensemble))
         t_online = time.perf_counter() - t0
-    print(f"{args.images} images {args.size[0]}x{args.size[1]}, batch {args.batch}, F={args.members}, {args.encoder}/{args.channels}, {args.head} head, {torch.get_num_threads()} threads")
+    print(
+        f"{args.images} images {args.size[0]}x{args.size[1]}, batch {args.batch}, F={args.members}, {args.encoder}/{args.channels}, {args.head} head, {torch.get_num_threads()} threads"
+    )
     print(f"baseline epoch            {t_base:7.2f} s")
     print(f"distill epoch, cached     {t_cached:7.2f} s   ratio {t_cached / t_base:.2f} x baseline (target <= 1.3)")
     print(f"distill epoch, online     {t_online:7.2f} s   ratio {t_online / t_base:.2f} x baseline")

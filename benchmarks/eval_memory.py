@@ -37,10 +37,17 @@ def main() -> None:
         for k in range(2):
             torch.manual_seed(k)
             save_model(build_model(mcfg, 11), run / "members" / f"member-{k}" / "model.safetensors", **meta)
-        save_model(to_student(build_model(mcfg, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta)
+        save_model(
+            to_student(build_model(mcfg, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta
+        )
         cfg = {
             "out_dir": str(run),
-            "data": {"dataset": "synthetic", "size": args.size, "test_options": {"length": max(args.counts)}, "shifts": []},
+            "data": {
+                "dataset": "synthetic",
+                "size": args.size,
+                "test_options": {"length": max(args.counts)},
+                "shifts": [],
+            },
             "model": {"encoder": mcfg.encoder, "decoder_channels": 64, "head_channels": 64, "dropout": 0.1},
             "teacher": {"members": 2},
             "evaluate": {"mc_samples": 2},
@@ -49,8 +56,21 @@ def main() -> None:
         cfg_path.write_text(yaml.safe_dump(cfg))
         print(f"udistill evaluate, synthetic {args.size[0]}x{args.size[1]}, 2 members + MC dropout (T=2) + student")
         for n in args.counts:
-            cmd = [sys.executable, "-c", CHILD, sys.executable, "-m", "udistill", "evaluate", "--config", str(cfg_path),
-                   "--set", f"evaluate.max_images={n}", "--set", f"data.test_options.length={n}"]
+            cmd = [
+                sys.executable,
+                "-c",
+                CHILD,
+                sys.executable,
+                "-m",
+                "udistill",
+                "evaluate",
+                "--config",
+                str(cfg_path),
+                "--set",
+                f"evaluate.max_images={n}",
+                "--set",
+                f"data.test_options.length={n}",
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             print(f"{n:>5} images: peak RSS {int(out) / 1024:8.1f} MiB")
 

@@ -34,8 +34,13 @@ def make_checkpoint(path: Path) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=32, head_channels=32)
     model = build_model(cfg, 11, "prediction+uncertainty").eval()
-    save_model(model, path, classes=list(CAMVID11.classes), label_scheme="camvid11",
-               ood={"score": "median_plus_min_over_max", "thresholds": {s: 0.5 for s in IMAGE_SCORES}})
+    save_model(
+        model,
+        path,
+        classes=list(CAMVID11.classes),
+        label_scheme="camvid11",
+        ood={"score": "median_plus_min_over_max", "thresholds": {s: 0.5 for s in IMAGE_SCORES}},
+    )
 
 
 def make_images(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> None:

@@ -55,7 +55,9 @@ def _models():
     from udistill.mc_dropout import MCDropout
     from udistill.models import build_model, to_student
 
-    cfg = ModelConfig(encoder="tu-mobilenetv3_small_100", encoder_weights=None, decoder_channels=16, head_channels=16, dropout=0.1)
+    cfg = ModelConfig(
+        encoder="tu-mobilenetv3_small_100", encoder_weights=None, decoder_channels=16, head_channels=16, dropout=0.1
+    )
     members = []
     for k in range(2):
         torch.manual_seed(k)
@@ -90,8 +92,12 @@ def worker(rank: int, world: int, init: str, data: str, out: str, batch: int) ->
         barrier()
         t_eval = time.perf_counter() - t0
         if rank == 0:
-            res = {"cache_s": t_cache, "evaluate_s": t_eval, "predictors": predictor_table(acc),
-                   "student_scores": acc.scores["student_sigma"]["mean"]}
+            res = {
+                "cache_s": t_cache,
+                "evaluate_s": t_eval,
+                "predictors": predictor_table(acc),
+                "student_scores": acc.scores["student_sigma"]["mean"],
+            }
             Path(out, "timing.json").write_text(json.dumps(res))
     finally:
         if world > 1:
@@ -127,9 +133,14 @@ def paper_estimate() -> dict:
 
     cfg = load_config(ExperimentConfig, str(ROOT / "configs" / "cityscapes-paper.yaml"), [])
     stages, notes = estimate(cfg)
-    return {"stages": [{"name": s.name, "disk_bytes": s.disk, "cpu_thread_seconds": s.seconds, "note": s.note} for s in stages],
-            "disk_bytes_total": sum(s.disk for s in stages),
-            "cpu_thread_seconds_total": sum(s.seconds for s in stages if s.seconds is not None), "notes": notes}
+    return {
+        "stages": [
+            {"name": s.name, "disk_bytes": s.disk, "cpu_thread_seconds": s.seconds, "note": s.note} for s in stages
+        ],
+        "disk_bytes_total": sum(s.disk for s in stages),
+        "cpu_thread_seconds_total": sum(s.seconds for s in stages if s.seconds is not None),
+        "notes": notes,
+    }
 
 
 def main() -> None:
@@ -152,14 +163,19 @@ def main() -> None:
     n = args.images
     result = {
         "what": "teacher cache (2 members, 1/4 resolution) and evaluation (baseline, 2-member ensemble, MC dropout T=4, student) "
-                "of synthetic scenes; tu-mobilenetv3_small_100 with 16 channels, random weights; 1 torch thread per process",
+        "of synthetic scenes; tu-mobilenetv3_small_100 with 16 channels, random weights; 1 torch thread per process",
         "command": "OMP_NUM_THREADS=1 python benchmarks/scaling.py " + " ".join(sys.argv[1:]),
-        "images": n, "size": list(args.size), "batch": args.batch,
+        "images": n,
+        "size": list(args.size),
+        "batch": args.batch,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other jobs while measured)",
         "gpu": "none available: GPU figures are not measured",
         "cache_images_per_s": {"1 process": n / one["cache_s"], "2 processes": n / two["cache_s"]},
         "evaluate_images_per_s": {"1 process": n / one["evaluate_s"], "2 processes": n / two["evaluate_s"]},
-        "speedup_2_processes": {"cache": one["cache_s"] / two["cache_s"], "evaluate": one["evaluate_s"] / two["evaluate_s"]},
+        "speedup_2_processes": {
+            "cache": one["cache_s"] / two["cache_s"],
+            "evaluate": one["evaluate_s"] / two["evaluate_s"],
+        },
         "identical": {"cache_bytes": same_cache, "evaluation": same_eval},
         "cityscapes_paper_estimate": paper_estimate(),
     }

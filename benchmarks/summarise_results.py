@@ -1,6 +1,6 @@
 """Print the headline numbers of an evaluation's results.json as Markdown tables.
 
-    python benchmarks/summarise_results.py runs/camvid-cpu/evaluation/results.json
+python benchmarks/summarise_results.py runs/camvid-cpu/evaluation/results.json
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ def f(x, d=3):
 
 
 def main(path: str) -> None:
-    r = json.load(open(path))
+    with open(path) as fh:
+        r = json.load(fh)
     models = [m for m in ("baseline", "teacher", "student", "student_light", "mc_dropout") if m in r["miou"]]
     print("| data set | " + " | ".join(models) + " |")
     print("|---" * (len(models) + 1) + "|")
@@ -37,14 +38,25 @@ def main(path: str) -> None:
     print("|---" * (len(SCORES) + 2) + "|")
     for name, s in r.get("shifts", {}).items():
         st = s["ood"]["student_sigma"]
-        best = max(((m, sc, v[sc]["auroc"]) for m, v in s["ood"].items() if m != "student_sigma" for sc in SCORES),
-                   key=lambda t: -1 if t[2] is None else t[2])
-        print(f"| {name} | " + " | ".join(f(st[sc]["auroc"]) for sc in SCORES) + f" | {best[0]} ({best[1]}) {f(best[2])} |")
+        best = max(
+            ((m, sc, v[sc]["auroc"]) for m, v in s["ood"].items() if m != "student_sigma" for sc in SCORES),
+            key=lambda t: -1 if t[2] is None else t[2],
+        )
+        print(
+            f"| {name} | "
+            + " | ".join(f(st[sc]["auroc"]) for sc in SCORES)
+            + f" | {best[0]} ({best[1]}) {f(best[2])} |"
+        )
     lat = r.get("latency_ms")
     if lat:
-        print("\nlatency (batch 1, " + "x".join(map(str, lat["size"])) + "): " +
-              ", ".join(f"{k} {v:.1f} ms" for k, v in lat.items() if isinstance(v, float) and "_over_" not in k) +
-              "; " + ", ".join(f"{k} {v:.2f}" for k, v in lat.items() if "_over_" in k))
+        print(
+            "\nlatency (batch 1, "
+            + "x".join(map(str, lat["size"]))
+            + "): "
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in lat.items() if isinstance(v, float) and "_over_" not in k)
+            + "; "
+            + ", ".join(f"{k} {v:.2f}" for k, v in lat.items() if "_over_" in k)
+        )
 
 
 if __name__ == "__main__":

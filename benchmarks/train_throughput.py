@@ -9,7 +9,6 @@ warm-up steps, with the process's default torch thread count.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
@@ -21,7 +20,9 @@ from udistill.models import build_model
 ENCODERS = {
     "default (mobilenet_v2, 256 ch)": ModelConfig(),
     "fast (tu-mobilenetv3_small_100, 256 ch)": ModelConfig(encoder="tu-mobilenetv3_small_100"),
-    "fast, 64 ch (camvid-cpu / demo)": ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=64, head_channels=64),
+    "fast, 64 ch (camvid-cpu / demo)": ModelConfig(
+        encoder="tu-mobilenetv3_small_100", decoder_channels=64, head_channels=64
+    ),
 }
 
 
@@ -53,7 +54,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, nargs=2, default=[176, 240])
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.size[0]}x{args.size[1]}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, {args.size[0]}x{args.size[1]}"
+    )
     res = {}
     for name, cfg in ENCODERS.items():
         ips = measure(cfg, tuple(args.size), args.batch, args.steps)
@@ -62,7 +65,9 @@ def main() -> None:
     if args.json:
         from udistill.io import atomic_write_json
 
-        atomic_write_json(args.json, {"size": args.size, "batch": args.batch, "threads": torch.get_num_threads(), "images_per_s": res})
+        atomic_write_json(
+            args.json, {"size": args.size, "batch": args.batch, "threads": torch.get_num_threads(), "images_per_s": res}
+        )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ class ToyDataset(SegmentationDataset):
         rng = np.random.default_rng([self.seed, index])
         label = np.zeros((self.h, self.w), np.uint8)
         y, x = rng.integers(0, self.h - 10), rng.integers(0, self.w - 10)
-        label[y:y + 10, x:x + 10] = 1
+        label[y : y + 10, x : x + 10] = 1
         c = rng.integers(0, self.w - 3)
-        label[:, c:c + 3] = 2
+        label[:, c : c + 3] = 2
         label[0, :4] = 255
         colors = np.array([[40, 40, 40], [200, 60, 60], [60, 200, 60]], np.float64)
         image = colors[np.minimum(label, 2)] + rng.normal(0, 20, (self.h, self.w, 3))

@@ -42,8 +42,8 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -85,7 +85,9 @@ def device_name(dev: torch.device) -> str:
 # --- runners ----------------------------------------------------------------------------------
 
 
-def _torch_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str]) -> dict[str, Callable]:
+def _torch_runners(
+    cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str]
+) -> dict[str, Callable]:
     from .ensemble import Ensemble
     from .export import OnnxWrapper
     from .mc_dropout import MCDropout, mc_dropout_rate
@@ -93,7 +95,11 @@ def _torch_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, m
 
     mcfg = dataclasses.replace(cfg.model, encoder_weights=None)
     runners: dict[str, Callable] = {}
-    heads = {"baseline": "prediction", "student": "prediction+uncertainty", "student_light": "prediction+uncertainty-light"}
+    heads = {
+        "baseline": "prediction",
+        "student": "prediction+uncertainty",
+        "student_light": "prediction+uncertainty-light",
+    }
     for name, h in heads.items():
         if name in models:
             torch.manual_seed(0)
@@ -114,8 +120,9 @@ def _torch_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, m
     return runners
 
 
-def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str], threads: int,
-                 workdir: Path) -> tuple[dict[str, Callable], list[str]]:
+def _ort_runners(
+    cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str], threads: int, workdir: Path
+) -> tuple[dict[str, Callable], list[str]]:
     import onnxruntime as ort
 
     from .ensemble import RunningMoments
@@ -130,7 +137,11 @@ def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, mod
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     mcfg = dataclasses.replace(cfg.model, encoder_weights=None, dropout=0.0)
-    heads = {"baseline": "prediction", "student": "prediction+uncertainty", "student_light": "prediction+uncertainty-light"}
+    heads = {
+        "baseline": "prediction",
+        "student": "prediction+uncertainty",
+        "student_light": "prediction+uncertainty-light",
+    }
     need = {"baseline"} if {"ensemble", "mc_dropout"} & set(models) else set()
     need |= {m for m in models if m in heads}
     files: dict[str, Path] = {}
@@ -145,6 +156,7 @@ def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, mod
     def single(sess):
         def run(x: np.ndarray):
             return sess.run(None, {"image": x})
+
         return run
 
     def stats(sessions: list, passes: int):
@@ -153,6 +165,7 @@ def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, mod
             for i in range(passes):
                 mom.update(torch.from_numpy(sessions[i % len(sessions)].run(["probabilities"], {"image": x})[0]))
             return mom.result()
+
         return run
 
     runners: dict[str, Callable] = {}
@@ -172,8 +185,14 @@ def _ort_runners(cfg: ExperimentConfig, num_classes: int, dev: torch.device, mod
 # --- timing -----------------------------------------------------------------------------------
 
 
-def _round_robin(runners: dict[str, Callable], make_input: Callable[[], object], warmup: int, repeats: int,
-                 sync: Callable[[], None], heavy: Sequence[str] = ("ensemble", "mc_dropout")) -> dict[str, tuple[float, float]]:
+def _round_robin(
+    runners: dict[str, Callable],
+    make_input: Callable[[], object],
+    warmup: int,
+    repeats: int,
+    sync: Callable[[], None],
+    heavy: Sequence[str] = ("ensemble", "mc_dropout"),
+) -> dict[str, tuple[float, float]]:
     """(median, min) seconds per call of each runner, interleaving the models round by round."""
     x = make_input()
     with torch.inference_mode():
@@ -192,7 +211,7 @@ def _round_robin(runners: dict[str, Callable], make_input: Callable[[], object],
     return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
-def _ratios(lat: dict[str, dict[str, Optional[float]]], backend: str) -> dict[str, Optional[float]]:
+def _ratios(lat: dict[str, dict[str, float | None]], backend: str) -> dict[str, float | None]:
     out = {}
     for key, (a, b) in RATIOS.items():
         va, vb = lat[a][backend], lat[b][backend]
@@ -247,7 +266,11 @@ def run_benchmark(
 
             ort_version = onnxruntime.__version__
         except ImportError:
-            warnings.warn("onnxruntime is not installed: its columns stay empty (pip install 'udistill[deploy]')", UserWarning, stacklevel=2)
+            warnings.warn(
+                "onnxruntime is not installed: its columns stay empty (pip install 'udistill[deploy]')",
+                UserWarning,
+                stacklevel=2,
+            )
             backends.remove("onnxruntime")
 
     def sync():
@@ -267,11 +290,14 @@ def run_benchmark(
                 thr = {m: {b: None for b in BACKENDS} for m in MODELS}
                 for backend in backends:
                     if backend == "torch":
+
                         def make(n, h=h, w=w):
                             return lambda: torch.rand(n, 3, h, w, device=dev)
                     else:
+
                         def make(n, h=h, w=w):
                             return lambda: np.random.default_rng(0).random((n, 3, h, w), dtype=np.float32)
+
                     say(f"{h}x{w} {backend}: latency (batch 1, {repeats} rounds) ...")
                     t1 = _round_robin(runners[backend], make(1), warmup, repeats, sync)
                     say(f"{h}x{w} {backend}: throughput (batch {batch_size}, {throughput_repeats} rounds) ...")
@@ -315,9 +341,11 @@ def run_benchmark(
 
 
 def format_table(result: dict) -> str:
-    lines = [f"device {result['device']}, {result['threads']} thread(s), torch {result['torch_version']}, "
-             f"onnxruntime {result['onnxruntime_version']}; median of {result['repeats']} runs (latency, batch 1) / "
-             f"{result['throughput_repeats']} runs (throughput, batch {result['batch_size']})"]
+    lines = [
+        f"device {result['device']}, {result['threads']} thread(s), torch {result['torch_version']}, "
+        f"onnxruntime {result['onnxruntime_version']}; median of {result['repeats']} runs (latency, batch 1) / "
+        f"{result['throughput_repeats']} runs (throughput, batch {result['batch_size']})"
+    ]
 
     def f(v, fmt):
         return format(v, fmt) if v is not None else "-"
@@ -328,8 +356,10 @@ def format_table(result: dict) -> str:
         lines.append(f"{'model':<14}{'torch ms':>11}{'ort ms':>11}{'torch img/s':>13}{'ort img/s':>11}")
         for m in MODELS:
             lat, thr = r["latency_ms"][m], r["throughput_ips"][m]
-            lines.append(f"{m:<14}{f(lat['torch'], '.1f'):>11}{f(lat['onnxruntime'], '.1f'):>11}"
-                         f"{f(thr['torch'], '.2f'):>13}{f(thr['onnxruntime'], '.2f'):>11}")
+            lines.append(
+                f"{m:<14}{f(lat['torch'], '.1f'):>11}{f(lat['onnxruntime'], '.1f'):>11}"
+                f"{f(thr['torch'], '.2f'):>13}{f(thr['onnxruntime'], '.2f'):>11}"
+            )
         for label, rk in (("torch", "ratios"), ("onnxruntime", "ratios_onnxruntime")):
             parts = [f"{k.replace('_over_', '/')} {f(v, '.3f')}" for k, v in r[rk].items()]
             lines.append(f"ratios ({label}, median): " + ", ".join(parts))

@@ -8,15 +8,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def _add_config_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--config", "-c", required=required, help="YAML config (see configs/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.epochs=3 (repeatable)",
+    )
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
 
 
@@ -81,23 +86,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(ds, required=True)
     ds.add_argument("--resume", action="store_true", help="(default behaviour) continue from the last epoch checkpoint")
     dsk = ds.add_mutually_exclusive_group()
-    dsk.add_argument("--light", action="store_true", help="the light-head student (distill.light_student) instead of the paper's")
-    dsk.add_argument("--control", action="store_true", help="the CE-only control (member 0 on labels for the student's epochs)")
+    dsk.add_argument(
+        "--light", action="store_true", help="the light-head student (distill.light_student) instead of the paper's"
+    )
+    dsk.add_argument(
+        "--control", action="store_true", help="the CE-only control (member 0 on labels for the student's epochs)"
+    )
 
     ev = sub.add_parser("evaluate", help="tables, figures and results.json for baseline, teacher and student")
     _add_config_args(ev, required=True)
 
-    ca = sub.add_parser("calibrate", help="fit the OOD alarm of a student (threshold at a false-alarm rate) and store it in its checkpoint",
-                        description="Fit the out-of-distribution alarm: an image score of the student's uncertainty and a threshold "
-                        "at the requested false-alarm rate on in-distribution images, stored in the student checkpoint. "
-                        "With --config: the config's calibration set (disjoint from every test set), the score chosen on "
-                        "data.val_shifts. With --images: your own unlabelled in-distribution frames.")
-    ca.add_argument("checkpoint", nargs="?", help="student checkpoint, student folder or run folder (default with --config: every student of the run)")
+    ca = sub.add_parser(
+        "calibrate",
+        help="fit the OOD alarm of a student (threshold at a false-alarm rate) and store it in its checkpoint",
+        description="Fit the out-of-distribution alarm: an image score of the student's uncertainty and a threshold "
+        "at the requested false-alarm rate on in-distribution images, stored in the student checkpoint. "
+        "With --config: the config's calibration set (disjoint from every test set), the score chosen on "
+        "data.val_shifts. With --images: your own unlabelled in-distribution frames.",
+    )
+    ca.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="student checkpoint, student folder or run folder (default with --config: every student of the run)",
+    )
     ca.add_argument("--config", "-c", help="YAML config (see configs/)")
-    ca.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    ca.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
     ca.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     ca.add_argument("--images", help="a folder (or list file) of your own in-distribution frames to calibrate on")
-    ca.add_argument("--false-alarm", type=float, default=None, help="false-alarm rate on the calibration images (default 0.05 or the config's)")
+    ca.add_argument(
+        "--false-alarm",
+        type=float,
+        default=None,
+        help="false-alarm rate on the calibration images (default 0.05 or the config's)",
+    )
     ca.add_argument("--score", default=None, help="image score: auto, min, mean, median, max, median_plus_min_over_max")
 
     xp = sub.add_parser("experiment", help="the whole pipeline for one config: members, student, evaluation")
@@ -110,39 +138,71 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--device", default=None)
 
     # deployment ----------------------------------------------------------------------------
-    pr = sub.add_parser("predict", help="segmentation, uncertainty and OOD flag for images, folders, videos",
-                        epilog="exit codes: 0 every input processed; 3 some inputs skipped (each reported on stderr); "
-                        "2 nothing could be processed, or any other error. Images under 16x16 pixels are refused.")
+    pr = sub.add_parser(
+        "predict",
+        help="segmentation, uncertainty and OOD flag for images, folders, videos",
+        epilog="exit codes: 0 every input processed; 3 some inputs skipped (each reported on stderr); "
+        "2 nothing could be processed, or any other error. Images under 16x16 pixels are refused.",
+    )
     pr.add_argument("checkpoint", help="student checkpoint file, its folder, or the run folder")
     pr.add_argument("inputs", nargs="+")
     pr.add_argument("--out", required=True)
-    pr.add_argument("--score", default=None, help="image score for the OOD flag (default: the calibrated alarm's, chosen on validation shifts)")
+    pr.add_argument(
+        "--score",
+        default=None,
+        help="image score for the OOD flag (default: the calibrated alarm's, chosen on validation shifts)",
+    )
     pr.add_argument("--threshold", type=float, default=None, help="override the calibrated OOD threshold")
     pr.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     pr.add_argument("--onnx", default=None, help="ONNX file for --backend onnxruntime (default: CHECKPOINT with .onnx)")
     pr.add_argument("--device", default=None)
     pr.add_argument("--video-out", action="store_true", help="also write an annotated video for video inputs")
-    pr.add_argument("--uncertainty-max", type=float, default=None,
-                    help="top of the heat-map scale (default: the calibrated display range, else each frame's 99th percentile of U)")
+    pr.add_argument(
+        "--uncertainty-max",
+        type=float,
+        default=None,
+        help="top of the heat-map scale (default: the calibrated display range, else each frame's 99th percentile of U)",
+    )
     pr.add_argument("--alpha", type=float, default=0.5, help="weight of the segmentation colours in the overlay (0..1)")
-    pr.add_argument("--native", action="store_true",
-                    help="run at each frame's own size instead of the checkpoint's training size (input_size)")
-    pr.add_argument("--on-error", choices=["skip", "stop"], default="skip",
-                    help="bad input: report and skip it (exit 3 at the end) or stop at once (exit 2)")
+    pr.add_argument(
+        "--native",
+        action="store_true",
+        help="run at each frame's own size instead of the checkpoint's training size (input_size)",
+    )
+    pr.add_argument(
+        "--on-error",
+        choices=["skip", "stop"],
+        default="skip",
+        help="bad input: report and skip it (exit 3 at the end) or stop at once (exit 2)",
+    )
 
     xo = sub.add_parser("export", help="export the student to ONNX")
     xo.add_argument("checkpoint", help="student checkpoint file, its folder, or the run folder")
     xo.add_argument("--onnx", required=True, help="output .onnx path")
     xo.add_argument("--opset", type=int, default=17)
     xo.add_argument("--native", action="store_true", help="no resizing to the training size inside the graph")
-    xo.add_argument("--fused", action="store_true", help="outputs labels (uint8), U (float16) and image scores instead of C-channel maps")
-    xo.add_argument("--int8", action="store_true", help="also write <name>.int8.onnx (onnxruntime static quantisation) and measure its fidelity")
+    xo.add_argument(
+        "--fused",
+        action="store_true",
+        help="outputs labels (uint8), U (float16) and image scores instead of C-channel maps",
+    )
+    xo.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write <name>.int8.onnx (onnxruntime static quantisation) and measure its fidelity",
+    )
     xo.add_argument("--calibration-images", default=None, metavar="DIR", help="frames (folder or list file) for --int8")
 
-    orp = sub.add_parser("ood-report", help="AUROC, FPR95 and the stored threshold's operating point on folders of frames")
+    orp = sub.add_parser(
+        "ood-report", help="AUROC, FPR95 and the stored threshold's operating point on folders of frames"
+    )
     orp.add_argument("checkpoint", help="student checkpoint file, its folder, or the run folder")
-    orp.add_argument("--in", dest="in_folder", required=True, metavar="DIR", help="in-distribution frames (folder or list file)")
-    orp.add_argument("--ood", action="append", default=[], metavar="DIR", help="out-of-distribution frames (repeatable)")
+    orp.add_argument(
+        "--in", dest="in_folder", required=True, metavar="DIR", help="in-distribution frames (folder or list file)"
+    )
+    orp.add_argument(
+        "--ood", action="append", default=[], metavar="DIR", help="out-of-distribution frames (repeatable)"
+    )
     orp.add_argument("--json", default=None, help="write the report here")
     orp.add_argument("--score", default=None, help="image score (default: the calibrated one)")
     orp.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
@@ -154,17 +214,38 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     bm.add_argument("--json", default=None, help="write the results here")
     bm.add_argument("--device", default=None)
-    bm.add_argument("--size", dest="sizes", type=int, nargs=2, action="append", default=None, metavar=("H", "W"),
-                    help="input resolution (repeatable; default: the config's data.size or 360 480)")
+    bm.add_argument(
+        "--size",
+        dest="sizes",
+        type=int,
+        nargs=2,
+        action="append",
+        default=None,
+        metavar=("H", "W"),
+        help="input resolution (repeatable; default: the config's data.size or 360 480)",
+    )
     bm.add_argument("--repeats", type=int, default=20, help="timed runs per measurement (median reported)")
-    bm.add_argument("--throughput-repeats", type=int, default=None, help="timed batch runs for throughput (default: --repeats)")
+    bm.add_argument(
+        "--throughput-repeats", type=int, default=None, help="timed batch runs for throughput (default: --repeats)"
+    )
     bm.add_argument("--batch-size", type=int, default=8, help="batch size for throughput")
     bm.add_argument("--warmup", type=int, default=3, help="untimed runs before timing")
-    bm.add_argument("--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: torch's)")
-    bm.add_argument("--models", nargs="+", default=None, metavar="MODEL",
-                    help="subset of baseline student student_light ensemble mc_dropout (default: all)")
-    bm.add_argument("--backends", nargs="+", default=None, metavar="BACKEND", help="subset of torch onnxruntime (default: both)")
-    bm.add_argument("--classes", type=int, default=None, help="number of classes (default: from the dataset name, 11 or 19)")
+    bm.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: torch's)"
+    )
+    bm.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="MODEL",
+        help="subset of baseline student student_light ensemble mc_dropout (default: all)",
+    )
+    bm.add_argument(
+        "--backends", nargs="+", default=None, metavar="BACKEND", help="subset of torch onnxruntime (default: both)"
+    )
+    bm.add_argument(
+        "--classes", type=int, default=None, help="number of classes (default: from the dataset name, 11 or 19)"
+    )
     return parser
 
 
@@ -176,7 +257,9 @@ def _cmd_data(args) -> int:
 
         ds = build_dataset(args.dataset, args.split, root=args.root, shift=args.shift, size=args.size, seed=args.seed)
         tools.preview_grid(ds, args.out, count=args.count, seed=args.seed)
-        print(f"wrote {args.out} ({min(args.count, len(ds))} images of {args.dataset}/{args.split}{' shift=' + args.shift if args.shift else ''})")
+        print(
+            f"wrote {args.out} ({min(args.count, len(ds))} images of {args.dataset}/{args.split}{' shift=' + args.shift if args.shift else ''})"
+        )
         return 0
     if args.data_command == "check":
         summary = tools.check_dataset(args.dataset, args.root, args.split)
@@ -188,7 +271,9 @@ def _cmd_data(args) -> int:
             return 2
         return 0
     if args.data_command == "export":
-        n = tools.export_dataset(args.dataset, args.out, args.split, count=args.count, size=args.size, shift=args.shift, seed=args.seed)
+        n = tools.export_dataset(
+            args.dataset, args.out, args.split, count=args.count, size=args.size, shift=args.shift, seed=args.seed
+        )
         print(f"wrote {n} images to {args.out} (CamVid layout, split {args.split})")
         return 0
     print("udistill data: choose preview, check or export (see --help)", file=sys.stderr)
@@ -237,15 +322,19 @@ def _dispatch(args) -> int:
         from .calibration import run_calibrate_cli
 
         for path, rec in run_calibrate_cli(args).items():
-            print(f"{path}: alarm score {rec['score']}, threshold {rec['thresholds'][rec['score']]:.6g} at "
-                  f"{rec['false_alarm_rate']:.1%} false alarms on {rec['calibration_set']}")
+            print(
+                f"{path}: alarm score {rec['score']}, threshold {rec['thresholds'][rec['score']]:.6g} at "
+                f"{rec['false_alarm_rate']:.1%} false alarms on {rec['calibration_set']}"
+            )
         return 0
     if args.command == "experiment":
         from .experiment import describe_plan, run_experiment
 
         cfg = _experiment_config(args)
         if args.dry_run:
-            print(describe_plan(cfg, args.config, [*args.overrides, *([f"device={args.device}"] if args.device else [])]))
+            print(
+                describe_plan(cfg, args.config, [*args.overrides, *([f"device={args.device}"] if args.device else [])])
+            )
             return 0
         run_experiment(cfg)
         return 0
@@ -272,8 +361,10 @@ def _dispatch(args) -> int:
 
             int8 = path.with_name(path.stem + ".int8.onnx")
             fid = quantize_onnx(path, int8, args.calibration_images)
-            print(f"wrote {int8} (int8; on {fid['holdout_images']} held-out images: label agreement "
-                  f"{100 * fid['label_agreement']:.2f} %, U Pearson {fid['u_pearson']:.4f})")
+            print(
+                f"wrote {int8} (int8; on {fid['holdout_images']} held-out images: label agreement "
+                f"{100 * fid['label_agreement']:.2f} %, U Pearson {fid['u_pearson']:.4f})"
+            )
         return 0
     if args.command == "ood-report":
         from .ood_report import run_ood_report

@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -26,8 +26,8 @@ from .io import atomic_write_text
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"  # registry name, see udistill.data.available_datasets()
-    root: Optional[str] = None  # dataset folder; synthetic needs none
-    size: Optional[list[int]] = None  # [H, W] to resize to; None = native resolution
+    root: str | None = None  # dataset folder; synthetic needs none
+    size: list[int] | None = None  # [H, W] to resize to; None = native resolution
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"
@@ -52,7 +52,7 @@ class DataConfig:
 class ModelConfig:
     arch: str = "deeplabv3plus"
     encoder: str = "mobilenet_v2"  # any segmentation_models_pytorch encoder name
-    encoder_weights: Optional[str] = None  # "imagenet" needs the network; None = random init
+    encoder_weights: str | None = None  # "imagenet" needs the network; None = random init
     decoder_channels: int = 256
     head_channels: int = 256  # paper: 3x3 conv-BN-ReLU with 256 channels
     dropout: float = 0.0  # dropout before the head (MC-dropout baseline needs > 0)
@@ -69,16 +69,16 @@ class TrainConfig:
     weight_decay: float = 1e-4
     poly_power: float = 0.9  # poly learning-rate schedule
     grad_clip: float = 5.0  # max gradient norm; 0 disables
-    class_weights: Optional[list[float]] = None
+    class_weights: list[float] | None = None
     augment: str = "basic"  # augmentation recipe, see udistill.train.recipes
     amp: bool = True  # mixed precision on CUDA only (= precision fp16 there); precision, when set, wins
-    precision: Optional[str] = None  # fp32 | fp16 | bf16 (autocast dtype; fp16 with loss scaling)
-    sync_bn: Optional[bool] = None  # BatchNorm statistics over all DDP ranks; None = on for several GPUs
+    precision: str | None = None  # fp32 | fp16 | bf16 (autocast dtype; fp16 with loss scaling)
+    sync_bn: bool | None = None  # BatchNorm statistics over all DDP ranks; None = on for several GPUs
     channels_last: bool = False  # NHWC memory layout (faster convolutions on recent GPUs)
     compile: bool | str = False  # torch.compile the model: true, or a backend name ("inductor", "eager")
     deterministic: bool = False  # deterministic algorithms; false also turns cudnn.benchmark on
     seed: int = 0
-    max_iters_per_epoch: Optional[int] = None  # cap (for smoke tests)
+    max_iters_per_epoch: int | None = None  # cap (for smoke tests)
     tensorboard: bool = False
     progress: bool = True
 
@@ -98,17 +98,19 @@ class DistillConfig:
     beta: float = 1.1
     targets: str = "cached"  # cached | online
     init_from: str = "member0"  # "member0" or a checkpoint path
-    epochs: Optional[int] = None  # None = train.epochs
-    lr: Optional[float] = None  # None = train.lr
+    epochs: int | None = None  # None = train.epochs
+    lr: float | None = None  # None = train.lr
     light_student: bool = False  # also distil a light-head student (compared in the evaluation)
     # recipe: "paper" (eq. 7 MSE, fresh uncertainty head, clean training images) or "udistill"
     # (see udistill.distill.RECIPES); the three keys below override single parts of it
     recipe: str = "paper"
-    sigma_loss: Optional[str] = None  # mse | log-mse | sqrt-mse (udistill.losses.sigma_loss_fn)
-    sigma_init: Optional[str] = None  # none | teacher-mean (bias = logit of the mean Σ per class) | a number
-    views: Optional[str] = None  # none | perturb (distil on perturbed views, udistill.perturb)
+    sigma_loss: str | None = None  # mse | log-mse | sqrt-mse (udistill.losses.sigma_loss_fn)
+    sigma_init: str | None = None  # none | teacher-mean (bias = logit of the mean Σ per class) | a number
+    views: str | None = None  # none | perturb (distil on perturbed views, udistill.perturb)
     view_count: int = 4  # cached targets: K fixed views per image (view 0 clean); online: fresh views
-    cache_reduction: int = 4  # cached targets stored at 1/r of the input (the heads' resolution); 1 = full (udistill.targets)
+    cache_reduction: int = (
+        4  # cached targets stored at 1/r of the input (the heads' resolution); 1 = full (udistill.targets)
+    )
     teacher_precision: str = "fp32"  # online targets: the ensemble runs outside float16 autocast (fp32 | bf16)
     control: bool = True  # also fine-tune member 0 on labels alone for the same epochs (the control)
 
@@ -119,11 +121,11 @@ class EvaluateConfig:
     mc_dropout: float = 0.2  # dropout rate before the head when the baseline has none (model.dropout)
     mc_seed: int = 0  # MC dropout masks are drawn from this seed: two evaluations agree
     bins: int = 4096  # log-spaced histogram bins for streamed pixel metrics (see metrics/pixel.py)
-    max_images: Optional[int] = None
+    max_images: int | None = None
     false_alarm_rate: float = 0.05  # OOD threshold calibration
     # the calibration set of the OOD alarm: a split ("val" by default, data.val_split) and which
     # of its images ("all", "even" or "odd" indices); it must share no image with any test set
-    calibration_split: Optional[str] = None
+    calibration_split: str | None = None
     calibration_subset: str = "all"
     # image score of the alarm: "auto" = the best mean AUROC over data.val_shifts (the paper's
     # (median+min)/max when there are none), or one of min|mean|median|max|median_plus_min_over_max
@@ -226,8 +228,10 @@ def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     kwargs = {}
     for key, value in data.items():
         if isinstance(key, str) and prefix + key in REMOVED_KEYS and key not in names:
-            print(f"udistill: warning: config key '{prefix + key}' was removed and is ignored: {REMOVED_KEYS[prefix + key]}",
-                  file=sys.stderr)
+            print(
+                f"udistill: warning: config key '{prefix + key}' was removed and is ignored: {REMOVED_KEYS[prefix + key]}",
+                file=sys.stderr,
+            )
             continue
         if not isinstance(key, str) or key not in names:
             known = ", ".join(sorted(names))
@@ -299,7 +303,7 @@ def load_config(
     if path is not None:
         try:
             data = _deep_merge(data, read_yaml(path))
-        except ConfigError as exc:
+        except ConfigError:
             raise
     for text in overrides or []:
         key, value = parse_override(text)

@@ -28,6 +28,7 @@ from . import provenance
 from .config import DistillConfig, ExperimentConfig, save_config
 from .data.from_config import dataset_for
 from .data.transforms import get_recipe
+from .device import resolve_device
 from .ensemble import Ensemble, member_dir
 from .errors import CheckpointError, ConfigError
 from .losses import SIGMA_LOSSES, distillation_loss
@@ -37,7 +38,6 @@ from .perturb import PerturbedViews, ViewDataset
 from .runlock import locks_run
 from .targets import build_cache
 from .teacher import data_meta
-from .device import resolve_device
 from .train.loop import MODEL_FILE, fit, is_main_process
 
 RECIPES = {
@@ -59,17 +59,24 @@ def resolve_recipe(dc: DistillConfig) -> Recipe:
     if dc.recipe not in RECIPES:
         raise ConfigError(f"config key 'distill.recipe': unknown recipe '{dc.recipe}' (known: {', '.join(RECIPES)})")
     base = RECIPES[dc.recipe]
-    r = Recipe(dc.sigma_loss or base["sigma_loss"], str(dc.sigma_init if dc.sigma_init is not None else base["sigma_init"]),
-               dc.views or base["views"])
+    r = Recipe(
+        dc.sigma_loss or base["sigma_loss"],
+        str(dc.sigma_init if dc.sigma_init is not None else base["sigma_init"]),
+        dc.views or base["views"],
+    )
     if r.sigma_loss not in SIGMA_LOSSES:
-        raise ConfigError(f"config key 'distill.sigma_loss': expected one of {', '.join(SIGMA_LOSSES)}, got '{r.sigma_loss}'")
+        raise ConfigError(
+            f"config key 'distill.sigma_loss': expected one of {', '.join(SIGMA_LOSSES)}, got '{r.sigma_loss}'"
+        )
     if r.views not in ("none", "perturb"):
         raise ConfigError(f"config key 'distill.views': expected 'none' or 'perturb', got '{r.views}'")
     if r.sigma_init not in ("none", "teacher-mean"):
         try:
             v = float(r.sigma_init)
         except ValueError:
-            raise ConfigError(f"config key 'distill.sigma_init': expected none, teacher-mean or a number in (0, 1), got '{r.sigma_init}'") from None
+            raise ConfigError(
+                f"config key 'distill.sigma_init': expected none, teacher-mean or a number in (0, 1), got '{r.sigma_init}'"
+            ) from None
         if not 0 < v < 1:
             raise ConfigError(f"config key 'distill.sigma_init': a number must lie in (0, 1), got {v}")
     return r
@@ -130,13 +137,21 @@ def distillation_objective(dcfg: DistillConfig, ensemble: Ensemble | None = None
             if ensemble is None:
                 raise RuntimeError("online distillation needs the ensemble")
             mean, std = teacher_targets(ensemble, batch["image"], dcfg.teacher_precision)
-        loss = distillation_loss(out.logits, out.sigma, mean, std, batch["label"], dcfg.temperature, dcfg.alpha, dcfg.beta, sigma_loss)
-        return loss.total, {"kl": float(loss.distill.detach()), "ce": float(loss.cls.detach()), "mse": float(loss.unc.detach())}
+        loss = distillation_loss(
+            out.logits, out.sigma, mean, std, batch["label"], dcfg.temperature, dcfg.alpha, dcfg.beta, sigma_loss
+        )
+        return loss.total, {
+            "kl": float(loss.distill.detach()),
+            "ce": float(loss.cls.detach()),
+            "mse": float(loss.unc.detach()),
+        }
 
     return objective
 
 
-def teacher_targets(ensemble: Ensemble, images: torch.Tensor, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_targets(
+    ensemble: Ensemble, images: torch.Tensor, precision: str = "fp32"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """M and Σ of ``images`` computed outside any enclosing float16 autocast.
 
     Shape: images (N, 3, H, W) -> mean, std (N, C, H, W) float32."""
@@ -190,7 +205,9 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     val_set = dataset_for(cfg.data, "val")
     num_classes = train_set.scheme.num_classes
     if not init.exists():
-        raise CheckpointError(f"{init}: the student starts from a model trained on labels; train member 0 first (udistill train-teacher --member 0)")
+        raise CheckpointError(
+            f"{init}: the student starts from a model trained on labels; train member 0 first (udistill train-teacher --member 0)"
+        )
     base, _ = load_model(init, expect=model_cfg, num_classes=num_classes, heads="prediction")
     recipe = resolve_recipe(dc)
     torch.manual_seed(cfg.train.seed)  # the new uncertainty head: same init on every (re)run
@@ -203,8 +220,15 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     if dc.targets == "cached":
         # one cache for every student of the run (it depends on the ensemble, data and views only)
         source = train_set if views is None else ViewDataset(train_set, views)
-        targets = build_cache(ensemble, source, cache_folder(cfg), device=dev, progress=tcfg.progress,
-                              reduction=dc.cache_reduction, num_workers=cfg.data.num_workers)
+        targets = build_cache(
+            ensemble,
+            source,
+            cache_folder(cfg),
+            device=dev,
+            progress=tcfg.progress,
+            reduction=dc.cache_reduction,
+            num_workers=cfg.data.num_workers,
+        )
         if augment.photometric != "none":
             # cached maps describe the cached pixels: keep only the geometric part
             augment = dataclasses.replace(augment, photometric="none")
@@ -220,15 +244,26 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
         out.mkdir(parents=True, exist_ok=True)
         save_config(dataclasses.replace(cfg, model=model_cfg, train=tcfg), out / "config.yaml")
     fit(
-        student, train_set, val_set, tcfg, out, num_classes,
+        student,
+        train_set,
+        val_set,
+        tcfg,
+        out,
+        num_classes,
         objective=distillation_objective(dc, ensemble),
         device=dev,
         augment=augment,
         targets=targets,
         views=views,
         num_workers=cfg.data.num_workers,
-        model_meta={**data_meta(train_set), "role": "student", "distill": dataclasses.asdict(dc), "recipe": dataclasses.asdict(recipe),
-                    "teacher_members": cfg.teacher.members, "built_from": built_from},
+        model_meta={
+            **data_meta(train_set),
+            "role": "student",
+            "distill": dataclasses.asdict(dc),
+            "recipe": dataclasses.asdict(recipe),
+            "teacher_members": cfg.teacher.members,
+            "built_from": built_from,
+        },
         desc="student",
     )
     return out / MODEL_FILE
@@ -241,13 +276,23 @@ def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
     distillation; its gain over member 0 is the gain of more training."""
     out = control_dir(cfg)
     init = provenance.init_path_of(cfg)
-    built_from = {"init": provenance.weights_digest(init),
-                  "config": provenance.digest({"train": dataclasses.asdict(student_train_config(cfg)), "views": cfg.distill.views,
-                                               "recipe": cfg.distill.recipe, "view_count": cfg.distill.view_count})}
+    built_from = {
+        "init": provenance.weights_digest(init),
+        "config": provenance.digest(
+            {
+                "train": dataclasses.asdict(student_train_config(cfg)),
+                "views": cfg.distill.views,
+                "recipe": cfg.distill.recipe,
+                "view_count": cfg.distill.view_count,
+            }
+        ),
+    }
     if provenance.reusable(out / MODEL_FILE, built_from, "control"):
         return out / MODEL_FILE
     if not init.exists():
-        raise CheckpointError(f"{init}: the control starts from member 0; train it first (udistill train-teacher --member 0)")
+        raise CheckpointError(
+            f"{init}: the control starts from member 0; train it first (udistill train-teacher --member 0)"
+        )
     dev = resolve_device(device or cfg.device)
     train_set = dataset_for(cfg.data, "train")
     val_set = dataset_for(cfg.data, "val")
@@ -260,7 +305,18 @@ def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         save_config(dataclasses.replace(cfg, train=tcfg), out / "config.yaml")
-    fit(model, train_set, val_set, tcfg, out, train_set.scheme.num_classes, device=dev, augment=augment, views=views,
+    fit(
+        model,
+        train_set,
+        val_set,
+        tcfg,
+        out,
+        train_set.scheme.num_classes,
+        device=dev,
+        augment=augment,
+        views=views,
         num_workers=cfg.data.num_workers,
-        model_meta={**data_meta(train_set), "role": "control", "built_from": built_from}, desc="control")
+        model_meta={**data_meta(train_set), "role": "control", "built_from": built_from},
+        desc="control",
+    )
     return out / MODEL_FILE

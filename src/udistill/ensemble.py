@@ -14,8 +14,9 @@ ensembles larger than device memory.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -85,7 +86,13 @@ class Ensemble(nn.Module):
         return len(self.members)
 
     @classmethod
-    def from_paths(cls, paths: Sequence[str | Path], temperature: float = 1.0, offload: bool = False, num_classes: int | None = None) -> "Ensemble":
+    def from_paths(
+        cls,
+        paths: Sequence[str | Path],
+        temperature: float = 1.0,
+        offload: bool = False,
+        num_classes: int | None = None,
+    ) -> Ensemble:
         from .models.checkpoint import load_model
 
         models, metas = [], []
@@ -99,7 +106,9 @@ class Ensemble(nn.Module):
         return ens
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, temperature: float = 1.0, offload: bool = False, members: int | None = None) -> "Ensemble":
+    def from_run(
+        cls, run_dir: str | Path, temperature: float = 1.0, offload: bool = False, members: int | None = None
+    ) -> Ensemble:
         """Load finished members from ``run_dir/members/member-K/model.safetensors``."""
         paths = member_paths(run_dir)
         if members is not None:

@@ -33,25 +33,44 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import ExperimentConfig, save_config, to_dict
-from .data.from_config import dataset_for, parse_shifts
+from .data.from_config import parse_shifts
 from .data.labels import IGNORE_INDEX, SCHEMES, map_probabilities
+from .device import resolve_device
 from .distill import control_dir, student_dir
 from .ensemble import Ensemble, RunningMoments, member_dir
 from .errors import CheckpointError
 from .io import atomic_write_json
 from .mc_dropout import MCDropout, mc_dropout_rate
 from .methods import PRIMARY, Method, PredictorOutput, method_maps, methods_for
-from .metrics import IMAGE_SCORES, BinnedPixelMetrics, ConfusionMatrix, CorrelationMeter, SigmaHistogram2D, image_scores, ood_metrics
+from .metrics import (
+    IMAGE_SCORES,
+    BinnedPixelMetrics,
+    ConfusionMatrix,
+    CorrelationMeter,
+    SigmaHistogram2D,
+    image_scores,
+    ood_metrics,
+)
 from .metrics.calibration import PredictorCalibration
 from .models.build import SegmentationModel
 from .models.checkpoint import load_model
-from .device import resolve_device
 from .sharding import gather_to_main, global_batches, is_main, my_batches, world
 from .train.loop import MODEL_FILE
 
 # the method keys of the always-present predictors (earlier releases exported this name)
 METHODS = tuple(m.key for m in methods_for(("baseline", "mc_dropout", "teacher", "student")))
-PIXEL_KEYS = ("predictor", "auroc", "aupr", "aupr_over_error_rate", "fpr95", "aurc", "eaurc", "error_rate", "clamped", "below_floor")
+PIXEL_KEYS = (
+    "predictor",
+    "auroc",
+    "aupr",
+    "aupr_over_error_rate",
+    "fpr95",
+    "aurc",
+    "eaurc",
+    "error_rate",
+    "clamped",
+    "below_floor",
+)
 SCORE_FLOOR = 1e-6  # log binning resolves scores down to this (see metrics/pixel.py)
 
 
@@ -74,8 +93,14 @@ class EvaluatedModels:
 
     @property
     def predictors(self) -> tuple[str, ...]:
-        have = {"baseline": True, "mc_dropout": self.mc is not None, "teacher": True, "student": True,
-                "student_light": self.student_light is not None, "control": self.control is not None}
+        have = {
+            "baseline": True,
+            "mc_dropout": self.mc is not None,
+            "teacher": True,
+            "student": True,
+            "student_light": self.student_light is not None,
+            "control": self.control is not None,
+        }
         return tuple(p for p, ok in have.items() if ok)
 
     @property
@@ -104,14 +129,22 @@ def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
     # checkpoints must fit the config and each other (member 0 of another run/architecture is refused)
     student, smeta = load_model(spath, expect=cfg.model, map_location=device)
     n = student.num_classes
-    baseline, bmeta = load_model(baseline_path, expect=cfg.model, num_classes=n, heads="prediction", map_location=device)
+    baseline, bmeta = load_model(
+        baseline_path, expect=cfg.model, num_classes=n, heads="prediction", map_location=device
+    )
     ensemble = Ensemble.from_run(run, temperature=1.0, members=cfg.teacher.members).to(device)
     rate = mc_dropout_rate(cfg.model.dropout, cfg.evaluate.mc_dropout)
-    mc = MCDropout(baseline, rate, cfg.evaluate.mc_samples, cfg.evaluate.mc_seed) if cfg.evaluate.mc_samples >= 2 and rate > 0 else None
+    mc = (
+        MCDropout(baseline, rate, cfg.evaluate.mc_samples, cfg.evaluate.mc_seed)
+        if cfg.evaluate.mc_samples >= 2 and rate > 0
+        else None
+    )
     light, lmeta = None, {}
     lpath = student_dir(cfg, "light") / MODEL_FILE
     if cfg.model.uncertainty_head == "paper" and lpath.exists():
-        light, lmeta = load_model(lpath, expect=cfg.model, num_classes=n, heads="prediction+uncertainty-light", map_location=device)
+        light, lmeta = load_model(
+            lpath, expect=cfg.model, num_classes=n, heads="prediction+uncertainty-light", map_location=device
+        )
     control = None
     cpath = control_dir(cfg) / MODEL_FILE
     if cpath.exists():
@@ -119,8 +152,19 @@ def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
     for m in (baseline, student, light, control):
         if m is not None:
             m.eval()
-    return EvaluatedModels(baseline, ensemble, student, bmeta.get("label_scheme", "camvid11"), list(bmeta.get("classes", [])),
-                           mc, smeta, spath, light, lmeta, control)
+    return EvaluatedModels(
+        baseline,
+        ensemble,
+        student,
+        bmeta.get("label_scheme", "camvid11"),
+        list(bmeta.get("classes", [])),
+        mc,
+        smeta,
+        spath,
+        light,
+        lmeta,
+        control,
+    )
 
 
 load_bundle = load_models
@@ -186,8 +230,16 @@ class SetAccumulator:
     image order; the agreement samples are keyed by image index), giving the numbers of a
     one-process run."""
 
-    def __init__(self, num_classes: int, model_classes: int, pixel: bool, bins: int, examples: int,
-                 methods: tuple[Method, ...], predictors: tuple[str, ...]):
+    def __init__(
+        self,
+        num_classes: int,
+        model_classes: int,
+        pixel: bool,
+        bins: int,
+        examples: int,
+        methods: tuple[Method, ...],
+        predictors: tuple[str, ...],
+    ):
         self.methods, self.predictors = methods, predictors
         self.cm = {p: ConfusionMatrix(num_classes) for p in predictors}
         self.calib = {p: PredictorCalibration() for p in predictors}
@@ -201,7 +253,9 @@ class SetAccumulator:
         self.pixel_student = {m.key: binned() for m in methods} if pixel else None
         self.sigma2d = SigmaHistogram2D(high=0.25) if pixel else None
         self.agree = CorrelationMeter() if pixel else None
-        self.ceiling = CorrelationMeter(per_class_samples=0) if pixel else None  # U of half the members vs the other half
+        self.ceiling = (
+            CorrelationMeter(per_class_samples=0) if pixel else None
+        )  # U of half the members vs the other half
         self.agree_light = CorrelationMeter() if pixel and "student_light" in predictors else None
         self.unc_who = tuple(p for p in ("teacher", "student", "student_light") if p in predictors)
         self.unc_sum = {k: torch.zeros(model_classes, dtype=torch.float64) for k in self.unc_who}
@@ -239,11 +293,17 @@ class SetAccumulator:
                 self.pixel_student[m.key].update(maps[m.key], wrong_student, target=target)
             self.sigma2d.update(maps["ensemble_std"], maps["student_sigma"], wrong_student, valid=valid)
             for i, idx in enumerate(indices):  # sample keys from the image index: rank-independent
-                self.agree.update(maps["student_sigma"][i], maps["ensemble_std"][i], cls=target[i], valid=valid[i], item=idx)
+                self.agree.update(
+                    maps["student_sigma"][i], maps["ensemble_std"][i], cls=target[i], valid=valid[i], item=idx
+                )
                 if halves is not None:
-                    self.ceiling.update(halves[0][i].float().cpu(), halves[1][i].float().cpu(), valid=valid[i], item=idx)
+                    self.ceiling.update(
+                        halves[0][i].float().cpu(), halves[1][i].float().cpu(), valid=valid[i], item=idx
+                    )
                 if self.agree_light is not None:
-                    self.agree_light.update(maps["student_light_sigma"][i], maps["ensemble_std"][i], cls=target[i], valid=valid[i], item=idx)
+                    self.agree_light.update(
+                        maps["student_light_sigma"][i], maps["ensemble_std"][i], cls=target[i], valid=valid[i], item=idx
+                    )
         for who in self.unc_who:
             pred = model_preds[who].cpu().flatten()
             u = maps[PRIMARY[who]].double().flatten()
@@ -252,13 +312,15 @@ class SetAccumulator:
         for i in range(target.shape[0]):
             if len(self.examples) >= self.max_examples:
                 break
-            self.examples.append({
-                "image": batch["image"][i].permute(1, 2, 0).numpy(),
-                "label": target[i].numpy(),
-                "pred": preds["student"][i].numpy(),
-                "uncertainty": maps["student_sigma"][i].numpy(),
-                "title": batch["name"][i],
-            })
+            self.examples.append(
+                {
+                    "image": batch["image"][i].permute(1, 2, 0).numpy(),
+                    "label": target[i].numpy(),
+                    "pred": preds["student"][i].numpy(),
+                    "uncertainty": maps["student_sigma"][i].numpy(),
+                    "title": batch["name"][i],
+                }
+            )
             self._example_index.append(indices[i])
 
     def merge(self, other: SetAccumulator) -> SetAccumulator:
@@ -302,8 +364,17 @@ class SetAccumulator:
         return self
 
 
-def evaluate_set(models: EvaluatedModels, dataset, device, acc: SetAccumulator, batch_size: int, max_images: int | None,
-                 desc: str, progress: bool = True, num_workers: int = 0) -> SetAccumulator:
+def evaluate_set(
+    models: EvaluatedModels,
+    dataset,
+    device,
+    acc: SetAccumulator,
+    batch_size: int,
+    max_images: int | None,
+    desc: str,
+    progress: bool = True,
+    num_workers: int = 0,
+) -> SetAccumulator:
     """One pass over ``dataset`` (its first ``max_images``, in whole batches) into ``acc``.
 
     Under ``torchrun`` every rank takes every ``world``-th batch (:mod:`udistill.sharding`;
@@ -388,7 +459,10 @@ def predictor_table(acc: SetAccumulator) -> dict:
     out = {}
     for p in acc.predictors:
         c = acc.calib[p].compute()
-        out[p] = {"miou": acc.cm[p].compute()["miou"], **{k: c[k] for k in ("error_rate", "ece", "ece_adaptive", "brier", "nll")}}
+        out[p] = {
+            "miou": acc.cm[p].compute()["miou"],
+            **{k: c[k] for k in ("error_rate", "ece", "ece_adaptive", "brier", "nll")},
+        }
     return out
 
 
@@ -403,8 +477,12 @@ def pixel_results(acc: SetAccumulator, predictors: dict) -> tuple[dict, dict, di
         # ECE and Brier belong to the predictor; kept under every method for older readers
         pixel[m.key] = {**{k: own[k] for k in PIXEL_KEYS}, "ece": pred["ece"], "brier": pred["brier"]}
         vs_student[m.key] = {k: stu[k] for k in PIXEL_KEYS}
-        curves[m.key] = {"risk_coverage": own["risk_coverage"], "roc": own["roc"], "histogram": own["histogram"],
-                         "reliability": acc.calib[m.predictor].compute()["reliability"]}
+        curves[m.key] = {
+            "risk_coverage": own["risk_coverage"],
+            "roc": own["roc"],
+            "histogram": own["histogram"],
+            "reliability": acc.calib[m.predictor].compute()["reliability"],
+        }
     return pixel, vs_student, curves
 
 
@@ -416,7 +494,9 @@ def operating_points(alarms: dict, in_scores: dict, shifted: dict) -> dict:
         key = PRIMARY[who]
         sc, thr = alarm["score"], alarm["thresholds"][alarm["score"]]
         out[who] = {
-            "score": sc, "threshold": thr, "calibration_false_alarm_rate": alarm["false_alarm_rate"],
+            "score": sc,
+            "threshold": thr,
+            "calibration_false_alarm_rate": alarm["false_alarm_rate"],
             "false_alarm_rate": float(np.mean(np.asarray(in_scores[key][sc]) > thr)),
             "detection_rate": float(np.mean(np.asarray(shifted[key][sc]) > thr)),
         }
@@ -464,33 +544,51 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
     shifted = {spec.name: accumulate(sets[spec.name], False, spec.name) for spec in parse_shifts(cfg.data)}
     if not is_main():
         return out
-    results: dict = {"classes": list(test_set.scheme.classes), "label_scheme": test_set.scheme.name, "model_label_scheme": models.scheme,
-                     "images": len(acc_in.names), "methods": {m.key: {"predictor": m.predictor, "score": m.score, "label": m.label} for m in methods}}
+    results: dict = {
+        "classes": list(test_set.scheme.classes),
+        "label_scheme": test_set.scheme.name,
+        "model_label_scheme": models.scheme,
+        "images": len(acc_in.names),
+        "methods": {m.key: {"predictor": m.predictor, "score": m.score, "label": m.label} for m in methods},
+    }
     results.update(summarise(acc_in))
     results["predictors"] = predictor_table(acc_in)
     results["per_class_uncertainty"] = {
-        who: (acc_in.unc_sum[who] / acc_in.unc_cnt[who].clamp_min(1)).where(acc_in.unc_cnt[who] > 0, torch.tensor(float("nan"), dtype=torch.float64)).tolist()
+        who: (acc_in.unc_sum[who] / acc_in.unc_cnt[who].clamp_min(1))
+        .where(acc_in.unc_cnt[who] > 0, torch.tensor(float("nan"), dtype=torch.float64))
+        .tolist()
         for who in acc_in.unc_who
     }
     results["mean_uncertainty"] = {who: float(np.mean(acc_in.scores[PRIMARY[who]]["mean"])) for who in acc_in.unc_who}
     results["pixel"], results["pixel_student_errors"], results["curves"] = pixel_results(acc_in, results["predictors"])
     results["agreement"] = agreement_results(acc_in)
     if acc_in.agree_light is not None:  # the light student's U against the ensemble's
-        results["agreement_light"] = {**acc_in.agree_light.compute(), "scale_ratio_by_decile": acc_in.agree_light.ratio_by_decile()}
+        results["agreement_light"] = {
+            **acc_in.agree_light.compute(),
+            "scale_ratio_by_decile": acc_in.agree_light.ratio_by_decile(),
+        }
     results["sigma_hist2d"] = acc_in.sigma2d.compute()
     image_scores_by_set = {"in-distribution": acc_in.scores}
     examples = {"in-distribution": acc_in.examples}
     alarms = models.alarms
     if alarms:
         cal_name = next(iter(alarms.values())).get("calibration_set")
-        results["alarm"] = {who: {k: a.get(k) for k in ("score", "false_alarm_rate", "thresholds", "images", "calibration_set", "selection")}
-                            for who, a in alarms.items()}
+        results["alarm"] = {
+            who: {
+                k: a.get(k)
+                for k in ("score", "false_alarm_rate", "thresholds", "images", "calibration_set", "selection")
+            }
+            for who, a in alarms.items()
+        }
         results["alarm_calibration_set"] = cal_name
     results["shifts"] = {}
     for spec in parse_shifts(cfg.data):
         acc = shifted[spec.name]
         s = summarise(acc)
-        ood = {m.key: {sc: ood_metrics(acc_in.scores[m.key][sc], acc.scores[m.key][sc]) for sc in IMAGE_SCORES} for m in methods}
+        ood = {
+            m.key: {sc: ood_metrics(acc_in.scores[m.key][sc], acc.scores[m.key][sc]) for sc in IMAGE_SCORES}
+            for m in methods
+        }
         entry = {
             "miou": s["miou"],
             "per_class_iou": s["per_class_iou"],
@@ -507,7 +605,9 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
         image_scores_by_set[spec.name] = acc.scores
         examples[spec.name] = acc.examples
     keep = ("student_sigma", "ensemble_std", "baseline_msp", "student_light_sigma")
-    results["image_scores"] = {name: {m: sc for m, sc in d.items() if m in keep} for name, d in image_scores_by_set.items()}
+    results["image_scores"] = {
+        name: {m: sc for m, sc in d.items() if m in keep} for name, d in image_scores_by_set.items()
+    }
     results["ood_threshold"] = alarms.get("student")  # the stored alarm (read, never written here)
     results["latency_ms"] = measure_latency(models, tuple(test_set[0]["image"].shape[-2:]), dev)
     results["headline"] = headline_rows(results)

@@ -6,7 +6,6 @@ command after a crash or a kill continues where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from .config import ExperimentConfig, save_config
@@ -23,7 +22,9 @@ def validate_config(cfg: ExperimentConfig) -> None:
     """Check names and values without touching data or weights (for --dry-run)."""
     known = available_datasets()
     if cfg.data.dataset not in known:
-        raise ConfigError(f"config key 'data.dataset': unknown dataset '{cfg.data.dataset}' (known: {', '.join(known)})")
+        raise ConfigError(
+            f"config key 'data.dataset': unknown dataset '{cfg.data.dataset}' (known: {', '.join(known)})"
+        )
     for spec in parse_shifts(cfg.data):
         if spec.dataset and spec.dataset not in known:
             raise ConfigError(f"config key 'data.shifts': unknown dataset '{spec.dataset}' in shift '{spec.name}'")
@@ -75,14 +76,18 @@ def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrid
     ]
     for k in range(cfg.teacher.members):
         r = member_recipe(t, k, cfg.teacher.diversify)
-        lines.append(f"   member {k:>2}: optimizer={r.optimizer:<7} lr={r.lr:<8g} augment={r.augment}{'  (baseline)' if k == 0 else ''}")
+        lines.append(
+            f"   member {k:>2}: optimizer={r.optimizer:<7} lr={r.lr:<8g} augment={r.augment}{'  (baseline)' if k == 0 else ''}"
+        )
     dc = cfg.distill
     lines.append(
         f"2. student: from {dc.init_from}, heads={m.uncertainty_head}, targets={dc.targets}, T={dc.temperature} "
         f"alpha={dc.alpha} beta={dc.beta}, {dc.epochs or t.epochs} epochs"
     )
     shifts = [s.name for s in parse_shifts(d)]
-    lines.append(f"3. evaluate: test split '{d.test_split}' + shifts: {', '.join(shifts) or 'none'}; MC dropout T={cfg.evaluate.mc_samples}")
+    lines.append(
+        f"3. evaluate: test split '{d.test_split}' + shifts: {', '.join(shifts) or 'none'}; MC dropout T={cfg.evaluate.mc_samples}"
+    )
     lines.append(f"4. report: {Path(cfg.out_dir) / 'evaluation' / 'report.html'}")
     lines += describe_costs(cfg, config_path, overrides)
     return "\n".join(lines)
@@ -135,7 +140,7 @@ def summary_table(results: dict) -> str:
         return "  -  " if x is None else f"{x:.3f}"
 
     lines.append("mIoU " + "/".join(preds) + ":")
-    lines.append(f"  {'in-distribution':<16} " + " ".join(f(results['miou'][p]) for p in preds))
+    lines.append(f"  {'in-distribution':<16} " + " ".join(f(results["miou"][p]) for p in preds))
     for name, s in results.get("shifts", {}).items():
-        lines.append(f"  {name:<16} " + " ".join(f(s['miou'].get(p)) for p in preds))
+        lines.append(f"  {name:<16} " + " ".join(f(s["miou"].get(p)) for p in preds))
     return "\n".join(lines)

@@ -40,11 +40,21 @@ MEASURED = {
         "source": "benchmarks/results/benchmark-cpu.json (torch, throughput_ips)",
     },
     "distill_over_train": {"cached": 1.16, "online": 2.05, "source": "benchmarks/results/distill-epoch-cost-cpu.txt"},
-    "evaluation_bytes": {"fixed": 0.8e6, "per_image": 2.9e3, "source": "benchmarks/results/camvid-cpu (1.8 MB for 365 images)"},
+    "evaluation_bytes": {
+        "fixed": 0.8e6,
+        "per_image": 2.9e3,
+        "source": "benchmarks/results/camvid-cpu (1.8 MB for 365 images)",
+    },
 }
 # published split sizes, used when the data is not on this machine
-PUBLISHED = {("cityscapes", "train"): 2975, ("cityscapes", "val"): 500, ("foggy-cityscapes", "val"): 500,
-             ("camvid", "train"): 367, ("camvid", "val"): 101, ("camvid", "test"): 233}
+PUBLISHED = {
+    ("cityscapes", "train"): 2975,
+    ("cityscapes", "val"): 500,
+    ("foggy-cityscapes", "val"): 500,
+    ("camvid", "train"): 367,
+    ("camvid", "val"): 101,
+    ("camvid", "test"): 233,
+}
 
 
 def _model_key(cfg: ExperimentConfig) -> str:
@@ -150,16 +160,22 @@ def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
     n_val, how_val = count_images(cfg, "val")
     n_test, how_test = count_images(cfg, "test")
     shifts = [(s.name, *count_images(cfg, "test", shift=s)) for s in parse_shifts(cfg.data)]
+
     def count(n, how):
         return f"{'?' if n is None else n} ({how})"
 
-    notes = [f"images: train {count(n_train, how_train)}, val {count(n_val, how_val)}, test {count(n_test, how_test)}"
-             + "".join(f", {name} {count(n, how)}" for name, n, how in shifts)]
+    notes = [
+        f"images: train {count(n_train, how_train)}, val {count(n_val, how_val)}, test {count(n_test, how_test)}"
+        + "".join(f", {name} {count(n, how)}" for name, n, how in shifts)
+    ]
     train_ips, train_note = throughput(cfg, "train")
     fwd_ips, fwd_note = throughput(cfg, "forward")
-    notes += [f"time: training {train_note}", f"time: inference {fwd_note}",
-              "time: CPU seconds of one thread (no GPU measured in this project: divide by your hardware's speed-up; "
-              "cache and evaluation also divide by the number of torchrun processes)"]
+    notes += [
+        f"time: training {train_note}",
+        f"time: inference {fwd_note}",
+        "time: CPU seconds of one thread (no GPU measured in this project: divide by your hardware's speed-up; "
+        "cache and evaluation also divide by the number of torchrun processes)",
+    ]
 
     def secs(images, per_image_factor, ips):
         if images is None or ips is None:
@@ -179,21 +195,46 @@ def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
         if size is None or n_train is None:
             stages.append(Stage("teacher cache", math.nan, None, "needs data.size and the training images"))
         else:
-            stages.append(Stage("teacher cache", cache_nbytes(n_train * k_views, _num_classes(cfg), size, dc.cache_reduction),
-                                secs(n_train * k_views, cfg.teacher.members, fwd_ips),
-                                f"{n_train * k_views} entries at 1/{dc.cache_reduction}"))
-    s_weights, s_params = model_bytes(cfg, "prediction+uncertainty" if cfg.model.uncertainty_head == "paper" else "prediction+uncertainty-light")
+            stages.append(
+                Stage(
+                    "teacher cache",
+                    cache_nbytes(n_train * k_views, _num_classes(cfg), size, dc.cache_reduction),
+                    secs(n_train * k_views, cfg.teacher.members, fwd_ips),
+                    f"{n_train * k_views} entries at 1/{dc.cache_reduction}",
+                )
+            )
+    s_weights, s_params = model_bytes(
+        cfg, "prediction+uncertainty" if cfg.model.uncertainty_head == "paper" else "prediction+uncertainty-light"
+    )
     epochs = dc.epochs or t.epochs
     ratio = MEASURED["distill_over_train"][dc.targets if dc.targets in ("cached", "online") else "online"]
     student_state = s_weights + s_params * optimizer_copies(t.optimizer, t.momentum)
-    stages.append(Stage("student", s_weights + student_state, secs(n_train, epochs * ratio, train_ips), f"{epochs} epochs, targets {dc.targets}"))
+    stages.append(
+        Stage(
+            "student",
+            s_weights + student_state,
+            secs(n_train, epochs * ratio, train_ips),
+            f"{epochs} epochs, targets {dc.targets}",
+        )
+    )
     if dc.light_student and cfg.model.uncertainty_head != "light":
         lw, lp = model_bytes(cfg, "prediction+uncertainty-light")
-        stages.append(Stage("light student", 2 * lw + lp * optimizer_copies(t.optimizer, t.momentum),
-                            secs(n_train, epochs * ratio, train_ips)))
+        stages.append(
+            Stage(
+                "light student",
+                2 * lw + lp * optimizer_copies(t.optimizer, t.momentum),
+                secs(n_train, epochs * ratio, train_ips),
+            )
+        )
     if dc.control:
-        stages.append(Stage("control", 2 * weights + params * optimizer_copies(t.optimizer, t.momentum),
-                            secs(n_train, epochs, train_ips), "member 0 on labels, the student's epochs"))
+        stages.append(
+            Stage(
+                "control",
+                2 * weights + params * optimizer_copies(t.optimizer, t.momentum),
+                secs(n_train, epochs, train_ips),
+                "member 0 on labels, the student's epochs",
+            )
+        )
     fw = MEASURED["forward"]
     student_cost = fw["student_over_baseline"] * (2 if dc.light_student else 1)
     stages.append(Stage("calibrate", 0.0, secs(n_val, student_cost, fwd_ips), "alarm stored in the student checkpoint"))
@@ -207,17 +248,23 @@ def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
     eb = MEASURED["evaluation_bytes"]
     note = f"{known} images x {per_image:.1f} baseline passes"
     if uncounted:
-        each = "" if fwd_ips is None else f", {_fmt_time(per_image / fwd_ips)} and {_fmt_bytes(eb['per_image'])} per image"
+        each = (
+            "" if fwd_ips is None else f", {_fmt_time(per_image / fwd_ips)} and {_fmt_bytes(eb['per_image'])} per image"
+        )
         note += f" + the images of {', '.join(uncounted)} (not counted: data not here{each})"
     stages.append(Stage("evaluate", eb["fixed"] + eb["per_image"] * known, secs(known, per_image, fwd_ips), note))
-    notes.append(f"disk: checkpoints = weights + last.state (weights + optimiser buffers), from the model's parameter count; "
-                 f"evaluation from {eb['source']}")
+    notes.append(
+        f"disk: checkpoints = weights + last.state (weights + optimiser buffers), from the model's parameter count; "
+        f"evaluation from {eb['source']}"
+    )
     return stages, notes
 
 
 def plan_commands(cfg: ExperimentConfig, config_path: str | None = None, overrides: Sequence[str] = ()) -> list[str]:
     """The plan as shell commands, in dependency order (members are independent of each other)."""
-    base = f"--config {shlex.quote(config_path or 'CONFIG.yaml')}" + "".join(f" --set {shlex.quote(o)}" for o in overrides)
+    base = f"--config {shlex.quote(config_path or 'CONFIG.yaml')}" + "".join(
+        f" --set {shlex.quote(o)}" for o in overrides
+    )
     cmds = [f"udistill train-teacher {base} --member {k}" for k in range(cfg.teacher.members)]
     cmds.append(f"udistill distill {base}")
     if cfg.distill.light_student and cfg.model.uncertainty_head != "light":
@@ -238,16 +285,23 @@ def describe_costs(cfg: ExperimentConfig, config_path: str | None = None, overri
     if members:
         per = members[0]
         total_t = None if any(s.seconds is None for s in members) else sum(s.seconds for s in members)
-        lines.append(f"  {'members (' + str(len(members)) + ')':<16} {_fmt_bytes(sum(s.disk for s in members)):>10}  "
-                     f"{_fmt_time(total_t):>10}  ({_fmt_bytes(per.disk)} and {_fmt_time(per.seconds)} each)")
+        lines.append(
+            f"  {'members (' + str(len(members)) + ')':<16} {_fmt_bytes(sum(s.disk for s in members)):>10}  "
+            f"{_fmt_time(total_t):>10}  ({_fmt_bytes(per.disk)} and {_fmt_time(per.seconds)} each)"
+        )
     for s in rest:
         disk = "?" if s.disk != s.disk else _fmt_bytes(s.disk)
         lines.append(f"  {s.name:<16} {disk:>10}  {_fmt_time(s.seconds):>10}  {s.note}")
     disk_total = sum(s.disk for s in stages if s.disk == s.disk)
     times = [s.seconds for s in stages]
-    lines.append(f"  {'total':<16} {_fmt_bytes(disk_total):>10}  {_fmt_time(None if None in times else sum(times)):>10}")
+    lines.append(
+        f"  {'total':<16} {_fmt_bytes(disk_total):>10}  {_fmt_time(None if None in times else sum(times)):>10}"
+    )
     lines += [f"  {n}" for n in notes]
-    lines += ["", "commands (members are independent jobs; then distill, calibrate, evaluate in order;",
-              "distill and evaluate also run under `torchrun --nproc_per_node N -m udistill ...`):"]
+    lines += [
+        "",
+        "commands (members are independent jobs; then distill, calibrate, evaluate in order;",
+        "distill and evaluate also run under `torchrun --nproc_per_node N -m udistill ...`):",
+    ]
     lines += [f"  {c}" for c in plan_commands(cfg, config_path, overrides)]
     return lines

@@ -42,7 +42,9 @@ def global_batches(indices: Sequence[int], batch_size: int, limit: int | None = 
     return batches
 
 
-def my_batches(batches: list[list[int]], rank: int | None = None, world_size: int | None = None) -> list[tuple[int, list[int]]]:
+def my_batches(
+    batches: list[list[int]], rank: int | None = None, world_size: int | None = None
+) -> list[tuple[int, list[int]]]:
     """This rank's ``(global batch number, indices)`` pairs: batch ``b`` to rank ``b % world``."""
     if rank is None or world_size is None:
         rank, world_size = world()

@@ -55,7 +55,12 @@ class StaleCacheError(UdistillError):
 
 def cache_fingerprint(ensemble, dataset, reduction: int = 1) -> dict:
     data_fp = dataset.fingerprint() if hasattr(dataset, "fingerprint") else f"{type(dataset).__name__}:{len(dataset)}"
-    fp = {"ensemble": ensemble.fingerprint(), "data": data_fp, "temperature": ensemble.temperature, "members": len(ensemble)}
+    fp = {
+        "ensemble": ensemble.fingerprint(),
+        "data": data_fp,
+        "temperature": ensemble.temperature,
+        "members": len(ensemble),
+    }
     if reduction != 1:  # full-resolution caches keep the fingerprint they had before reduction existed
         fp["reduction"] = int(reduction)
     return fp
@@ -110,7 +115,9 @@ class CachedTargets:
         mean = np.array(self.mean[index])
         std = np.array(self.std[index])
         if self.verify and _crc(mean, std) != int(self.crc[index]):
-            raise UdistillError(f"{self.folder}: teacher cache entry {index} is corrupt (checksum mismatch); delete the folder and rebuild")
+            raise UdistillError(
+                f"{self.folder}: teacher cache entry {index} is corrupt (checksum mismatch); delete the folder and rebuild"
+            )
         return torch.from_numpy(mean), torch.from_numpy(std)
 
 
@@ -163,17 +170,38 @@ def _prepare(ensemble, dataset, folder: Path, fp: dict, reduction: int, device) 
         c = ensemble(first[None].to(device)).mean.shape[1]
     shape = (len(dataset), c, *reduced_size((h, w), reduction))
     folder.mkdir(parents=True, exist_ok=True)
-    for name, dtype in (("mean.f16", np.float16), ("std.f16", np.float16), ("crc.u32", np.uint32), ("done.u8", np.uint8)):
+    for name, dtype in (
+        ("mean.f16", np.float16),
+        ("std.f16", np.float16),
+        ("crc.u32", np.uint32),
+        ("done.u8", np.uint8),
+    ):
         n_items = int(np.prod(shape)) if name.endswith("f16") else shape[0]
         np.memmap(folder / name, dtype, "w+", shape=(n_items,)).flush()
-    atomic_write_json(meta_path, {"shape": list(shape), "input_size": [int(h), int(w)], "reduction": int(reduction),
-                                  "fingerprint": fp, "dtype": "float16"})
+    atomic_write_json(
+        meta_path,
+        {
+            "shape": list(shape),
+            "input_size": [int(h), int(w)],
+            "reduction": int(reduction),
+            "fingerprint": fp,
+            "dtype": "float16",
+        },
+    )
     return shape
 
 
 @torch.no_grad()
-def build_cache(ensemble, dataset: Dataset, folder: str | Path, device="cpu", batch_size: int = 4, progress: bool = True,
-                reduction: int = DEFAULT_REDUCTION, num_workers: int = 0) -> CachedTargets:
+def build_cache(
+    ensemble,
+    dataset: Dataset,
+    folder: str | Path,
+    device="cpu",
+    batch_size: int = 4,
+    progress: bool = True,
+    reduction: int = DEFAULT_REDUCTION,
+    num_workers: int = 0,
+) -> CachedTargets:
     """Compute (or finish computing) the cache of M and Sigma for every image of ``dataset``,
     at 1/``reduction`` of the input size; under ``torchrun`` every rank computes its share."""
     if reduction < 1:
@@ -202,7 +230,9 @@ def build_cache(ensemble, dataset: Dataset, folder: str | Path, device="cpu", ba
         try:
             for idx, images in progress_bar(loader, "teacher cache", len(loader), enabled=progress):
                 if tuple(images.shape[-2:]) != input_size:
-                    raise UdistillError(f"teacher cache needs one image size; got {tuple(images.shape[-2:])}, expected {input_size} (set data.size)")
+                    raise UdistillError(
+                        f"teacher cache needs one image size; got {tuple(images.shape[-2:])}, expected {input_size} (set data.size)"
+                    )
                 out = ensemble(images.to(device))
                 m = reduce_maps(out.mean.float(), reduction).cpu().numpy().astype(np.float16)
                 s = reduce_maps(out.std.float(), reduction).cpu().numpy().astype(np.float16)

@@ -78,7 +78,12 @@ def _train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> P
         out.mkdir(parents=True, exist_ok=True)
         save_config(dataclasses.replace(cfg, train=tcfg), out / "config.yaml")
     fit(
-        model, train_set, val_set, tcfg, out, num_classes,
+        model,
+        train_set,
+        val_set,
+        tcfg,
+        out,
+        num_classes,
         device=dev,
         num_workers=cfg.data.num_workers,
         model_meta={**data_meta(train_set), "role": "member", "member": k, "built_from": built_from},

@@ -34,12 +34,16 @@ def cluster(tmp_path):
     bin_.mkdir()
     log = tmp_path / "calls.log"
     real = f"{sys.executable} -m udistill"
-    _tool(bin_, "udistill", f"""
+    _tool(
+        bin_,
+        "udistill",
+        f"""
 for a in "$@"; do [ "$a" = --dry-run ] && exec {real} "$@"; done
 echo "udistill gpu=${{CUDA_VISIBLE_DEVICES:-all}} $*" >> {log}
 [ "$1" = train-teacher ] && echo "member ready: x"
 exit 0
-""")
+""",
+    )
     _tool(bin_, "torchrun", f'echo "torchrun $*" >> {log}\n')
     _tool(bin_, "nvidia-smi", 'echo "GPU 0: x"; echo "GPU 1: y"\n')
     _tool(bin_, "sbatch", f'echo "sbatch $*" >> {log}; echo $((RANDOM + 100))\n')
@@ -51,11 +55,19 @@ exit 0
 
 def test_one_node_script_trains_members_per_gpu_then_runs_the_rest_under_torchrun(cluster, tmp_path):
     cfg, log, env = cluster
-    subprocess.run(["bash", str(ROOT / "examples" / "torchrun-one-node.sh"), str(cfg), "--set", "out_dir=/tmp/x"],
-                   check=True, env=env, cwd=tmp_path, timeout=300, capture_output=True)
+    subprocess.run(
+        ["bash", str(ROOT / "examples" / "torchrun-one-node.sh"), str(cfg), "--set", "out_dir=/tmp/x"],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        capture_output=True,
+    )
     calls = log.read_text().splitlines()
     members = sorted((c for c in calls if "train-teacher" in c), key=lambda c: int(c.split()[-1]))
-    assert members == [f"udistill gpu={k % 2} train-teacher --config {cfg} --set out_dir=/tmp/x --member {k}" for k in range(3)]
+    assert members == [
+        f"udistill gpu={k % 2} train-teacher --config {cfg} --set out_dir=/tmp/x --member {k}" for k in range(3)
+    ]
     rest = [c for c in calls if "train-teacher" not in c]
     assert rest == [
         f"torchrun --standalone --nproc_per_node 2 -m udistill distill --config {cfg} --set out_dir=/tmp/x",
@@ -67,8 +79,15 @@ def test_one_node_script_trains_members_per_gpu_then_runs_the_rest_under_torchru
 
 def test_slurm_submit_makes_the_student_job_wait_for_the_member_array(cluster, tmp_path):
     cfg, log, env = cluster
-    out = subprocess.run(["bash", str(ROOT / "examples" / "slurm" / "submit.sh"), str(cfg)], check=True, env=env, cwd=tmp_path,
-                         timeout=300, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["bash", str(ROOT / "examples" / "slurm" / "submit.sh"), str(cfg)],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    ).stdout
     first, second = log.read_text().splitlines()
     assert "--array=0-2" in first and first.endswith("members.sbatch")
     member_job = out.split("members: job ")[1].split()[0]

@@ -1,8 +1,6 @@
 """Faithful distillation: the σ head's starting point, the σ-loss variants, perturbed views
 that give teacher and student the same pixels, and a tiny run in which σ moves toward Σ."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -143,7 +141,16 @@ def test_tiny_distillation_moves_sigma_toward_sigma_and_p_toward_m(tmp_path, ens
     before = _agreement(student, ensemble, data)
     cfg = TrainConfig(epochs=8, batch_size=4, lr=0.01, optimizer="adam", augment="none", progress=False)
     dc = DistillConfig(targets="online", alpha=0.0, recipe="paper")
-    fit(student, data, None, cfg, tmp_path / "s", 3, objective=distillation_objective(dc, ensemble), augment=get_recipe("none"))
+    fit(
+        student,
+        data,
+        None,
+        cfg,
+        tmp_path / "s",
+        3,
+        objective=distillation_objective(dc, ensemble),
+        augment=get_recipe("none"),
+    )
     after = _agreement(student, ensemble, data)
     assert after[0] < 0.8 * before[0]  # σ comes down from ~0.5 toward Σ's scale
     assert after[1] > before[1] + 0.05  # and follows Σ's pattern more closely

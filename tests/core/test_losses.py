@@ -20,8 +20,13 @@ def test_each_term_matches_numpy():
     labels[0, 0, :2] = 255
     t, alpha, beta = 2.0, 0.1, 1.1
 
-    out = distillation_loss(*(torch.tensor(a, dtype=torch.float32) for a in (logits, sigma, m, s)),
-                            torch.tensor(labels), temperature=t, alpha=alpha, beta=beta)
+    out = distillation_loss(
+        *(torch.tensor(a, dtype=torch.float32) for a in (logits, sigma, m, s)),
+        torch.tensor(labels),
+        temperature=t,
+        alpha=alpha,
+        beta=beta,
+    )
 
     p_s = _softmax(logits / t, axis=1)
     kl = (m * (np.log(m) - np.log(p_s))).sum(1).mean()

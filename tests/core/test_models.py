@@ -22,7 +22,11 @@ def test_student_sigma_in_unit_interval_and_gradients_reach_both_heads(tiny_mode
     assert (out.sigma > 0).all() and (out.sigma < 1).all()
     (out.logits.mean() + out.sigma.mean()).backward()
     pred_grad = student.head.classifier.weight.grad
-    unc = student.uncertainty_head.classifier.weight.grad if student.uncertainty_head is not None else student.head.uncertainty.weight.grad
+    unc = (
+        student.uncertainty_head.classifier.weight.grad
+        if student.uncertainty_head is not None
+        else student.head.uncertainty.weight.grad
+    )
     assert pred_grad is not None and pred_grad.abs().sum() > 0
     assert unc is not None and unc.abs().sum() > 0
 

@@ -44,19 +44,34 @@ def _random_run(run: Path, members=2, light=False):
     for k in range(members):
         torch.manual_seed(k)
         save_model(build_model(cfg, 11), run / "members" / f"member-{k}" / "model.safetensors", **meta)
-    save_model(to_student(build_model(cfg, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta)
+    save_model(
+        to_student(build_model(cfg, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta
+    )
     if light:
-        save_model(to_student(build_model(cfg, 11), "prediction+uncertainty-light"), run / "student-light" / "model.safetensors", **meta)
+        save_model(
+            to_student(build_model(cfg, 11), "prediction+uncertainty-light"),
+            run / "student-light" / "model.safetensors",
+            **meta,
+        )
 
 
 def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
     run = tmp_path / "run"
     _random_run(run, light=True)
-    cfg = load_config(ExperimentConfig, None, [
-        f"out_dir={run}", "data.size=[32,48]", "data.test_options={length: 6}", "data.shifts=[fog, dusk]",
-        f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}", "teacher.members=2", "evaluate.mc_samples=2",
-        "evaluate.batch_size=3",
-    ])
+    cfg = load_config(
+        ExperimentConfig,
+        None,
+        [
+            f"out_dir={run}",
+            "data.size=[32,48]",
+            "data.test_options={length: 6}",
+            "data.shifts=[fog, dusk]",
+            f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}",
+            "teacher.members=2",
+            "evaluate.mc_samples=2",
+            "evaluate.batch_size=3",
+        ],
+    )
     from udistill.calibration import run_calibration
 
     run_calibration(cfg)  # the alarm is fitted by calibrate (on val), evaluation only reads it
@@ -73,11 +88,22 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
         assert set(res["pixel"][m]) >= {"auroc", "aupr", "fpr95", "ece", "brier", "aurc", "eaurc", "error_rate"}
         assert 0 <= res["pixel_student_errors"][m]["auroc"] <= 1
         # every method ranks the student's errors in the second table: one error rate for all
-        assert res["pixel_student_errors"][m]["error_rate"] == res["pixel_student_errors"]["student_sigma"]["error_rate"]
+        assert (
+            res["pixel_student_errors"][m]["error_rate"] == res["pixel_student_errors"]["student_sigma"]["error_rate"]
+        )
     for p in ("baseline", "mc_dropout", "teacher", "student", "student_light"):
-        assert res["predictors"][p]["error_rate"] == res["pixel"][{"baseline": "baseline_msp", "mc_dropout": "mc_dropout",
-                                                                     "teacher": "ensemble_std", "student": "student_sigma",
-                                                                     "student_light": "student_light_sigma"}[p]]["error_rate"]
+        assert (
+            res["predictors"][p]["error_rate"]
+            == res["pixel"][
+                {
+                    "baseline": "baseline_msp",
+                    "mc_dropout": "mc_dropout",
+                    "teacher": "ensemble_std",
+                    "student": "student_sigma",
+                    "student_light": "student_light_sigma",
+                }[p]
+            ]["error_rate"]
+        )
     assert len(res["agreement"]["scale_ratio_by_decile"]) == 10
     assert {"pearson", "spearman"} <= set(res["agreement"])
     for shift in ("fog", "dusk"):
@@ -101,7 +127,13 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
 def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, capsys):
     cfg = {
         "out_dir": str(tmp_path / "exp"),
-        "data": {"dataset": "synthetic", "size": [32, 48], "train_options": {"length": 8}, "test_options": {"length": 4}, "shifts": ["fog"]},
+        "data": {
+            "dataset": "synthetic",
+            "size": [32, 48],
+            "train_options": {"length": 8},
+            "test_options": {"length": 4},
+            "shifts": ["fog"],
+        },
         "model": MODEL,
         "train": {"epochs": 1, "batch_size": 4, "progress": False},
         "teacher": {"members": 2},
@@ -114,8 +146,15 @@ def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, ca
     out = capsys.readouterr().out
     assert "mIoU" in out and "report:" in out
     exp = tmp_path / "exp"
-    for f in ("members/member-0/model.safetensors", "members/member-1/model.safetensors", "student/model.safetensors",
-              "student-light/model.safetensors", "evaluation/results.json", "evaluation/report.html", "config.yaml"):
+    for f in (
+        "members/member-0/model.safetensors",
+        "members/member-1/model.safetensors",
+        "student/model.safetensors",
+        "student-light/model.safetensors",
+        "evaluation/results.json",
+        "evaluation/report.html",
+        "config.yaml",
+    ):
         assert (exp / f).exists(), f
     assert read_metadata(exp / "student" / "model.safetensors")["heads"] == "prediction+uncertainty"
     # every stage records the size it was trained at (the predictor resizes frames to it)
@@ -126,7 +165,9 @@ def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, ca
     from udistill.provenance import weights_digest
 
     built = read_metadata(exp / "student" / "model.safetensors")["built_from"]
-    assert built["members"] == {str(k): weights_digest(exp / "members" / f"member-{k}" / "model.safetensors") for k in range(2)}
+    assert built["members"] == {
+        str(k): weights_digest(exp / "members" / f"member-{k}" / "model.safetensors") for k in range(2)
+    }
     stamp = (exp / "members" / "member-0" / "model.safetensors").stat().st_mtime
     assert main(["train-teacher", "--config", str(p), "--members", "0-1"]) == 0
     assert (exp / "members" / "member-0" / "model.safetensors").stat().st_mtime == stamp
@@ -141,11 +182,21 @@ def test_a_model_in_another_label_space_is_scored_in_the_data_space(tmp_path):
     for k in range(2):
         torch.manual_seed(k)
         save_model(build_model(cfg, 19), run / "members" / f"member-{k}" / "model.safetensors", **meta)
-    save_model(to_student(build_model(cfg, 19), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta)
-    exp = load_config(ExperimentConfig, None, [
-        f"out_dir={run}", "data.size=[32,48]", "data.test_options={length: 4}",
-        f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}", "teacher.members=2", "evaluate.mc_samples=2",
-    ])
+    save_model(
+        to_student(build_model(cfg, 19), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta
+    )
+    exp = load_config(
+        ExperimentConfig,
+        None,
+        [
+            f"out_dir={run}",
+            "data.size=[32,48]",
+            "data.test_options={length: 4}",
+            f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}",
+            "teacher.members=2",
+            "evaluate.mc_samples=2",
+        ],
+    )
     res = json.loads((run_evaluation(exp, progress=False) / "results.json").read_text())
     assert res["label_scheme"] == "camvid11" and res["model_label_scheme"] == "cityscapes19"
     assert len(res["per_class_iou"]["student"]) == 11
@@ -157,9 +208,13 @@ def test_in_memory_cache_returns_the_same_items_and_keeps_the_dataset_identity()
 
     from udistill.data.from_config import InMemory, dataset_for
 
-    cfg = load_config(ExperimentConfig, None, ["data.size=[32,48]", "data.train_options={length: 3}", "data.cache_in_memory=true"])
+    cfg = load_config(
+        ExperimentConfig, None, ["data.size=[32,48]", "data.train_options={length: 3}", "data.cache_in_memory=true"]
+    )
     ds = dataset_for(cfg.data, "train")
-    plain = dataset_for(load_config(ExperimentConfig, None, ["data.size=[32,48]", "data.train_options={length: 3}"]).data, "train")
+    plain = dataset_for(
+        load_config(ExperimentConfig, None, ["data.size=[32,48]", "data.train_options={length: 3}"]).data, "train"
+    )
     assert isinstance(ds, InMemory) and not isinstance(plain, InMemory)
     assert ds.fingerprint() == plain.fingerprint() and ds.scheme is plain.scheme
     first = ds[1]

@@ -30,7 +30,9 @@ def test_cityscapes_paper_plan_sizes_the_cache_at_the_heads_resolution(paper):
     # 2975 images x 19 classes x (512/4 x 1024/4) x (M, Σ) x float16, + CRC and flag
     assert by["teacher cache"].disk == 2975 * (19 * 128 * 256 * 2 * 2 + 5)
     full = _paper("distill.recipe=paper", "distill.cache_reduction=1")
-    assert {s.name: s for s in estimate(full)[0]}["teacher cache"].disk == 2975 * (19 * 512 * 1024 * 2 * 2 + 5)  # the 118 GB of old
+    assert {s.name: s for s in estimate(full)[0]}["teacher cache"].disk == 2975 * (
+        19 * 512 * 1024 * 2 * 2 + 5
+    )  # the 118 GB of old
     views = _paper("distill.recipe=udistill", "distill.view_count=4")  # K cached views per image
     assert {s.name: s for s in estimate(views)[0]}["teacher cache"].disk == 4 * by["teacher cache"].disk
     assert len([s for s in stages if s.name.startswith("member ")]) == 25
@@ -52,8 +54,17 @@ def test_dry_run_prints_estimates_and_commands_that_the_cli_accepts(paper):
 
 
 def test_checkpoint_estimate_matches_a_written_checkpoint(tmp_path):
-    cfg = load_config(ExperimentConfig, None, ["data.size=[32,48]", "model.encoder=tu-mobilenetv3_small_100",
-                                               "model.decoder_channels=16", "model.head_channels=16", "model.encoder_weights=null"])
+    cfg = load_config(
+        ExperimentConfig,
+        None,
+        [
+            "data.size=[32,48]",
+            "model.encoder=tu-mobilenetv3_small_100",
+            "model.decoder_channels=16",
+            "model.head_channels=16",
+            "model.encoder_weights=null",
+        ],
+    )
     weights, params = model_bytes(cfg)
     torch.manual_seed(0)
     save_model(build_model(cfg.model, 11), tmp_path / "m.safetensors")

@@ -65,7 +65,9 @@ def _make_run(cfg_path: Path, run: Path) -> None:
         save_model(build_model(cfg.model, 11), run / "members" / f"member-{k}" / "model.safetensors", **meta)
     torch.manual_seed(20)
     (run / "student").mkdir()
-    save_model(to_student(build_model(cfg.model, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta)
+    save_model(
+        to_student(build_model(cfg.model, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta
+    )
 
 
 def _env():
@@ -98,10 +100,20 @@ def test_two_process_evaluation_writes_the_one_process_results(tmp_path):
     _make_run(cfg, tmp_path / "one")
     shutil.copytree(tmp_path / "one", tmp_path / "two")
     args = ["-m", "udistill", "evaluate", "--config", str(cfg)]
-    subprocess.run([sys.executable, *args, "--set", f"out_dir={tmp_path / 'one'}"], check=True, env=_env(), timeout=600,
-                   capture_output=True)
-    res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", *args, "--set", f"out_dir={tmp_path / 'two'}"],
-                         env=_env(), timeout=600, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, *args, "--set", f"out_dir={tmp_path / 'one'}"],
+        check=True,
+        env=_env(),
+        timeout=600,
+        capture_output=True,
+    )
+    res = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", *args, "--set", f"out_dir={tmp_path / 'two'}"],
+        env=_env(),
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     one = json.loads((tmp_path / "one" / "evaluation" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "evaluation" / "results.json").read_text())

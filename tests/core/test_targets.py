@@ -72,7 +72,11 @@ class RampDataset:
         return self.n
 
     def __getitem__(self, i):
-        return {"image": self.image * (1 + 0.1 * i), "label": torch.zeros(self.image.shape[1:], dtype=torch.long), "name": str(i)}
+        return {
+            "image": self.image * (1 + 0.1 * i),
+            "label": torch.zeros(self.image.shape[1:], dtype=torch.long),
+            "name": str(i),
+        }
 
 
 @pytest.mark.parametrize("reduction", [2, 4])
@@ -96,8 +100,13 @@ def test_reduced_cache_follows_flip_scale_and_crop(reduction):
             want = reduce_maps(item["image"][None], reduction)[0][:, 1:-1, 1:-1]
             got = item["teacher_mean"].float()[:, 1:-1, 1:-1]
             np.testing.assert_allclose(got.numpy(), want.numpy(), atol=2e-3)
-            np.testing.assert_allclose((1 - item["teacher_std"].float())[:, 1:-1, 1:-1].numpy(), want.numpy(), atol=2e-3)
-            worst = max(worst, float((item["teacher_mean"].float() - reduce_maps(item["image"][None], reduction)[0]).abs().max()))
+            np.testing.assert_allclose(
+                (1 - item["teacher_std"].float())[:, 1:-1, 1:-1].numpy(), want.numpy(), atol=2e-3
+            )
+            worst = max(
+                worst,
+                float((item["teacher_mean"].float() - reduce_maps(item["image"][None], reduction)[0]).abs().max()),
+            )
             flips.add(bool(item["image"][1, 0, 0] > item["image"][1, 0, -1]))
     assert flips == {True, False}  # both flipped and unflipped views occurred
     assert worst < 0.05  # the outer ring is off by at most the clamped edge, not by a whole cell

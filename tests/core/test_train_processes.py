@@ -34,7 +34,18 @@ def _env():
 
 
 def _cmd(cfg, out):
-    return [sys.executable, "-m", "udistill", "train-teacher", "--config", str(cfg), "--member", "0", "--set", f"out_dir={out}"]
+    return [
+        sys.executable,
+        "-m",
+        "udistill",
+        "train-teacher",
+        "--config",
+        str(cfg),
+        "--member",
+        "0",
+        "--set",
+        f"out_dir={out}",
+    ]
 
 
 def _weights(out):
@@ -76,8 +87,23 @@ def test_torchrun_two_gloo_processes_end_with_equal_weights(tmp_path):
     if not torchrun.exists():
         pytest.skip("torchrun is not installed next to this Python")
     out = tmp_path / "ddp"
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "udistill", "train-teacher",
-           "--config", str(cfg), "--member", "0", "--set", f"out_dir={out}", "--set", "device=cpu"]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "udistill",
+        "train-teacher",
+        "--config",
+        str(cfg),
+        "--member",
+        "0",
+        "--set",
+        f"out_dir={out}",
+        "--set",
+        "device=cpu",
+    ]
     subprocess.run(cmd, check=True, env=_env(), timeout=300, capture_output=True)
     meta = read_metadata(out / "members" / "member-0" / "model.safetensors")
     assert meta["ddp"]["world_size"] == 2

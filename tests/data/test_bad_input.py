@@ -18,7 +18,9 @@ H, W = 10, 14
 NAME = "0006R0_f00930"
 
 
-def write_pair(root: Path, image=None, label=None, image_ext: str = ".png", list_file: bool = True) -> tuple[Path, Path]:
+def write_pair(
+    root: Path, image=None, label=None, image_ext: str = ".png", list_file: bool = True
+) -> tuple[Path, Path]:
     """One CamVid pair (SegNet layout, list file with the /SegNet/CamVid/ prefix); returns its paths."""
     rng = np.random.default_rng(0)
     (root / "train").mkdir(parents=True, exist_ok=True)
@@ -27,7 +29,9 @@ def write_pair(root: Path, image=None, label=None, image_ext: str = ".png", list
     (image if image is not None else Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))).save(img_path)
     (label if label is not None else Image.fromarray(rng.integers(0, 12, (H, W), dtype=np.uint8))).save(lab_path)
     if list_file:
-        (root / "train.txt").write_text(f"/SegNet/CamVid/train/{img_path.name} /SegNet/CamVid/trainannot/{lab_path.name}\n")
+        (root / "train.txt").write_text(
+            f"/SegNet/CamVid/train/{img_path.name} /SegNet/CamVid/trainannot/{lab_path.name}\n"
+        )
     return img_path, lab_path
 
 
@@ -37,9 +41,15 @@ def load_first(root: Path):
 
 def png_header(width: int, height: int) -> bytes:
     """A valid PNG signature + IHDR + IEND claiming ``width`` x ``height`` RGB: a few dozen bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_errors_are_user_errors():
@@ -102,8 +112,11 @@ def test_label_with_three_channels_or_16_bit_values(tmp_path):
 @pytest.mark.parametrize("which", ["image", "label"])
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty", "text"])
 def test_damaged_png(tmp_path, which, damage):
-    img, lab = write_pair(tmp_path, image=Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)),
-                          label=Image.fromarray(np.random.default_rng(1).integers(0, 12, (64, 64), dtype=np.uint8)))
+    img, lab = write_pair(
+        tmp_path,
+        image=Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)),
+        label=Image.fromarray(np.random.default_rng(1).integers(0, 12, (64, 64), dtype=np.uint8)),
+    )
     path = img if which == "image" else lab
     data = path.read_bytes()
     if damage == "truncated":
@@ -122,8 +135,12 @@ def test_damaged_png(tmp_path, which, damage):
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "empty"])
 def test_damaged_jpeg(tmp_path, damage):
     rng = np.random.default_rng(3)
-    img, _ = write_pair(tmp_path, image=Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)),
-                        label=Image.fromarray(np.zeros((64, 64), np.uint8)), image_ext=".jpg")
+    img, _ = write_pair(
+        tmp_path,
+        image=Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)),
+        label=Image.fromarray(np.zeros((64, 64), np.uint8)),
+        image_ext=".jpg",
+    )
     assert load_first(tmp_path)["image"].shape == (3, 64, 64)  # an intact JPEG reads
     data = img.read_bytes()
     if damage == "truncated":
@@ -156,10 +173,13 @@ def test_grayscale_rgba_and_palette_images_are_read_as_rgb(tmp_path):
     assert (load_first(tmp_path)["label"] == 3).all()
 
 
-@pytest.mark.parametrize("width,height,message", [
-    (20000, 20000, "too large to decode safely"),   # Pillow's own bomb guard (> 2x its limit)
-    (9000, 9000, "over the 64,000,000 pixel limit"),  # udistill's stricter limit
-])
+@pytest.mark.parametrize(
+    "width,height,message",
+    [
+        (20000, 20000, "too large to decode safely"),  # Pillow's own bomb guard (> 2x its limit)
+        (9000, 9000, "over the 64,000,000 pixel limit"),  # udistill's stricter limit
+    ],
+)
 def test_decompression_bomb_header_is_refused_before_decoding(tmp_path, width, height, message):
     img, _ = write_pair(tmp_path)
     img.write_bytes(png_header(width, height))

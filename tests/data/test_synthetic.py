@@ -30,7 +30,7 @@ def test_item_shapes_dtypes_and_name():
     assert len(ds) == 200 and ds.scheme is CAMVID11
     item = ds[12]
     assert item["image"].shape == (3, 360, 480) and item["image"].dtype == torch.float32
-    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    assert float(item["image"].min()) >= 0.0 and float(item["image"].max()) <= 1.0
     assert item["label"].shape == (360, 480) and item["label"].dtype == torch.int64
     assert int(item["label"].max()) < 11 and int(item["label"].min()) >= 0
     assert item["depth"].shape == (360, 480) and item["depth"].dtype == torch.float32
@@ -59,7 +59,9 @@ def test_deterministic_and_distinct():
     b = SyntheticDataset("train", size=SMALL, seed=3)
     img_a, lab_a, _, dep_a = a.load(5)
     img_b, lab_b, _, dep_b = b.load(5)
-    assert img_a.tobytes() == img_b.tobytes() and lab_a.tobytes() == lab_b.tobytes() and dep_a.tobytes() == dep_b.tobytes()
+    assert (
+        img_a.tobytes() == img_b.tobytes() and lab_a.tobytes() == lab_b.tobytes() and dep_a.tobytes() == dep_b.tobytes()
+    )
     others = [
         a.load(6)[0],
         SyntheticDataset("train", size=SMALL, seed=4).load(5)[0],
@@ -178,7 +180,7 @@ def test_estimate_depth_increases_towards_horizon():
     assert d.shape == (h, w) and d.dtype == np.float32
     horizon = int(0.45 * h)
     col = d[:, 0]
-    below = col[horizon + 1:]
+    below = col[horizon + 1 :]
     assert np.all(np.diff(below) <= 0)  # deeper going up, towards the horizon
     assert below[0] > below[-1] and below[-1] < 10
     assert np.all(col[:horizon] == col[:horizon].max())  # a constant above the horizon

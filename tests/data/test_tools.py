@@ -49,13 +49,13 @@ def test_check_clean_dataset(tmp_path):
 
 def test_check_broken_dataset_lists_every_problem(tmp_path):
     root = write_camvid(tmp_path)
-    (root / "trainannot" / f"{NAMES[0]}.png").unlink()                                  # no label
+    (root / "trainannot" / f"{NAMES[0]}.png").unlink()  # no label
     Image.fromarray(np.zeros((H, W + 2), np.uint8)).save(root / "trainannot" / f"{NAMES[1]}.png")  # wrong size
     bad = np.zeros((H, W), np.uint8)
     bad[0, 0] = 77
-    Image.fromarray(bad).save(root / "trainannot" / f"{NAMES[2]}.png")                   # value outside the scheme
+    Image.fromarray(bad).save(root / "trainannot" / f"{NAMES[2]}.png")  # value outside the scheme
     img = root / "train" / f"{NAMES[3]}.png"
-    img.write_bytes(img.read_bytes()[:40])                                               # truncated PNG
+    img.write_bytes(img.read_bytes()[:40])  # truncated PNG
     summary = check_dataset("camvid", root, "train")
     assert summary["count"] == 4 and summary["ok"] == 0
     problems = dict(summary["problems"])
@@ -103,8 +103,11 @@ def test_export_round_trip_in_camvid_layout(tmp_path):
     _assert_same_items(original, build_dataset("camvid", "train", root=out))
     # a resized export is quantised to uint8 once, then reads back as written
     export_dataset("camvid", tmp_path / "small", "train", size=(6, 8), root=src)
-    _assert_same_items(build_dataset("camvid", "train", root=src, size=(6, 8)),
-                       build_dataset("camvid", "train", root=tmp_path / "small"), exact_image=False)
+    _assert_same_items(
+        build_dataset("camvid", "train", root=src, size=(6, 8)),
+        build_dataset("camvid", "train", root=tmp_path / "small"),
+        exact_image=False,
+    )
     with pytest.raises(DataError, match="nothing to export"):
         export_dataset("camvid", tmp_path / "none", "train", count=0, root=src)
 

@@ -13,10 +13,32 @@ def test_benchmark_json_has_all_keys(tmp_path, capsys):
     has_ort = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
     out = tmp_path / "bench.json"
     args = [
-        "benchmark", "--set", "model.encoder=tu-mobilenetv3_small_100", "--set", "model.decoder_channels=32",
-        "--set", "model.head_channels=32", "--set", "teacher.members=2", "--set", "evaluate.mc_samples=2",
-        "--device", "cpu", "--size", "32", "48", "--repeats", "2", "--throughput-repeats", "1",
-        "--batch-size", "2", "--warmup", "0", "--json", str(out),
+        "benchmark",
+        "--set",
+        "model.encoder=tu-mobilenetv3_small_100",
+        "--set",
+        "model.decoder_channels=32",
+        "--set",
+        "model.head_channels=32",
+        "--set",
+        "teacher.members=2",
+        "--set",
+        "evaluate.mc_samples=2",
+        "--device",
+        "cpu",
+        "--size",
+        "32",
+        "48",
+        "--repeats",
+        "2",
+        "--throughput-repeats",
+        "1",
+        "--batch-size",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+        str(out),
     ]
     if not has_ort:
         args += ["--backends", "torch"]

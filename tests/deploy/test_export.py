@@ -31,8 +31,13 @@ def exported(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model(SMALL, 11, "prediction+uncertainty").eval()
     ckpt = d / "student.safetensors"
-    save_model(model, ckpt, classes=list(CAMVID11.classes), label_scheme="camvid11",
-               ood={"score": "median_plus_min_over_max", "thresholds": THRESHOLDS})
+    save_model(
+        model,
+        ckpt,
+        classes=list(CAMVID11.classes),
+        label_scheme="camvid11",
+        ood={"score": "median_plus_min_over_max", "thresholds": THRESHOLDS},
+    )
     onnx_path = export_onnx(ckpt, d / "student.onnx")
     return model, ckpt, onnx_path
 

@@ -89,8 +89,13 @@ def test_ece_and_brier_vs_numpy():
     conf = probs.max(1)
     wrong = pred != target
     m = BinnedPixelMetrics()
-    m.update(torch.from_numpy(1 - conf), torch.from_numpy(wrong), confidence=torch.from_numpy(conf),
-             probs=torch.from_numpy(probs).float(), target=torch.from_numpy(target))
+    m.update(
+        torch.from_numpy(1 - conf),
+        torch.from_numpy(wrong),
+        confidence=torch.from_numpy(conf),
+        probs=torch.from_numpy(probs).float(),
+        target=torch.from_numpy(target),
+    )
     r = m.compute()
     valid = target != 255
     cv, wv = conf[valid], wrong[valid]

@@ -77,8 +77,9 @@ def camvid(root: Path, list_file: bool = False) -> Path:
         Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(root / "train" / f"{stem}.png")
         Image.fromarray(rng.integers(0, 12, (H, W), dtype=np.uint8)).save(root / "trainannot" / f"{stem}.png")
     if list_file:
-        (root / "train.txt").write_text("".join(
-            f"/SegNet/CamVid/train/{s}.png /SegNet/CamVid/trainannot/{s}.png\n" for s in STEMS))
+        (root / "train.txt").write_text(
+            "".join(f"/SegNet/CamVid/train/{s}.png /SegNet/CamVid/trainannot/{s}.png\n" for s in STEMS)
+        )
     return root
 
 
@@ -90,9 +91,15 @@ def png_bytes(array: np.ndarray, **kw) -> bytes:
 
 def png_header(width: int, height: int) -> bytes:
     """PNG signature + IHDR + IEND claiming ``width`` x ``height`` RGB: a decompression bomb's header."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _truncate(p: Path):
@@ -121,17 +128,59 @@ DATA_CASES = [
     ("truncated image", "image", _truncate, "image is corrupt or not an image", False),
     ("corrupt image", "image", _corrupt, "image is corrupt or not an image", False),
     ("zero-byte image", "image", lambda p: p.write_bytes(b""), "image is an empty file", False),
-    ("text file named .png", "image", lambda p: p.write_text("this is not a PNG\n"), "image is corrupt or not an image", False),
-    ("html page named .png", "image", lambda p: p.write_text("<html><body>404</body></html>"), "image is corrupt or not an image", False),
-    ("decompression bomb header 20000x20000", "image", lambda p: p.write_bytes(png_header(20000, 20000)), "decompression bomb", False),
+    (
+        "text file named .png",
+        "image",
+        lambda p: p.write_text("this is not a PNG\n"),
+        "image is corrupt or not an image",
+        False,
+    ),
+    (
+        "html page named .png",
+        "image",
+        lambda p: p.write_text("<html><body>404</body></html>"),
+        "image is corrupt or not an image",
+        False,
+    ),
+    (
+        "decompression bomb header 20000x20000",
+        "image",
+        lambda p: p.write_bytes(png_header(20000, 20000)),
+        "decompression bomb",
+        False,
+    ),
     ("image symlink loop (listed)", "image", _symlink_loop, "not found", True),
     ("truncated label", "label", _truncate, "label is corrupt or not an image", False),
     ("zero-byte label", "label", lambda p: p.write_bytes(b""), "label is an empty file", False),
-    ("label of the wrong size", "label", lambda p: p.write_bytes(png_bytes(np.zeros((H + 3, W), np.uint8))), f"label is {W}x{H + 3} pixels", False),
+    (
+        "label of the wrong size",
+        "label",
+        lambda p: p.write_bytes(png_bytes(np.zeros((H + 3, W), np.uint8))),
+        f"label is {W}x{H + 3} pixels",
+        False,
+    ),
     ("label value out of range", "label", _label_values, "label values [40] are not valid", False),
-    ("16-bit label value 300", "label", lambda p: p.write_bytes(png_bytes(np.full((H, W), 300, np.uint16))), "label values outside 0..255", False),
-    ("RGB label", "label", lambda p: p.write_bytes(png_bytes(np.zeros((H, W, 3), np.uint8))), "single-channel PNG, got mode RGB", False),
-    ("RGBA label", "label", lambda p: p.write_bytes(png_bytes(np.zeros((H, W, 4), np.uint8))), "single-channel PNG, got mode RGBA", False),
+    (
+        "16-bit label value 300",
+        "label",
+        lambda p: p.write_bytes(png_bytes(np.full((H, W), 300, np.uint16))),
+        "label values outside 0..255",
+        False,
+    ),
+    (
+        "RGB label",
+        "label",
+        lambda p: p.write_bytes(png_bytes(np.zeros((H, W, 3), np.uint8))),
+        "single-channel PNG, got mode RGB",
+        False,
+    ),
+    (
+        "RGBA label",
+        "label",
+        lambda p: p.write_bytes(png_bytes(np.zeros((H, W, 4), np.uint8))),
+        "single-channel PNG, got mode RGBA",
+        False,
+    ),
     ("label symlink loop", "label", _symlink_loop, "has no label", False),
 ]
 
@@ -188,7 +237,9 @@ def test_data_preview_of_a_broken_dataset_writes_nothing(tmp_path, capsys):
     root = camvid(tmp_path / "camvid")
     _truncate(root / "train" / f"{STEMS[0]}.png")
     out = tmp_path / "preview" / "grid.png"
-    code, stdout, err = cli(capsys, "data", "preview", "--dataset", "camvid", "--root", root, "--count", "2", "--out", out)
+    code, stdout, err = cli(
+        capsys, "data", "preview", "--dataset", "camvid", "--root", root, "--count", "2", "--out", out
+    )
     assert_error(code, err, root / "train" / f"{STEMS[0]}.png", "corrupt")
     assert stdout == ""
     assert not out.exists()
@@ -393,8 +444,20 @@ def _image(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case,writer,words", [c for c in CKPT_CASES if c[0] in (
-    "tampered (one byte flipped)", "torch.save pickle renamed .safetensors", "truncated", "metadata with an unknown arch")])
+@pytest.mark.parametrize(
+    "case,writer,words",
+    [
+        c
+        for c in CKPT_CASES
+        if c[0]
+        in (
+            "tampered (one byte flipped)",
+            "torch.save pickle renamed .safetensors",
+            "truncated",
+            "metadata with an unknown arch",
+        )
+    ],
+)
 def test_predict_refuses_a_bad_checkpoint(tmp_path, capsys, models, case, writer, words):
     ckpt = tmp_path / "ckpt" / "model.safetensors"
     ckpt.parent.mkdir()
@@ -409,8 +472,12 @@ def test_predict_refuses_a_bad_checkpoint(tmp_path, capsys, models, case, writer
 @pytest.mark.parametrize("damage", ["truncated", "zero-byte", "text", "bomb"])
 def test_predict_on_a_bad_image_writes_nothing(tmp_path, capsys, student_ckpt, damage):
     img = _image(tmp_path / "in" / "street.png")
-    {"truncated": _truncate, "zero-byte": lambda p: p.write_bytes(b""), "text": lambda p: p.write_text("hello"),
-     "bomb": lambda p: p.write_bytes(png_header(20000, 20000))}[damage](img)
+    {
+        "truncated": _truncate,
+        "zero-byte": lambda p: p.write_bytes(b""),
+        "text": lambda p: p.write_text("hello"),
+        "bomb": lambda p: p.write_bytes(png_header(20000, 20000)),
+    }[damage](img)
     out = tmp_path / "pred"
     code, _, err = cli(capsys, "predict", student_ckpt, img, "--out", out, "--threshold", "0.5")
     assert_error(code, err, img)
@@ -428,7 +495,12 @@ def test_predict_folder_with_a_symlink_loop(tmp_path, capsys, student_ckpt):
     out = tmp_path / "pred"
     code, stdout, err = cli(capsys, "predict", student_ckpt, folder, "--out", out, "--threshold", "0.5")
     assert code == 0, err
-    assert sorted(p.name for p in files_under(out)) == ["street.json", "street_overlay.png", "street_seg.png", "street_uncertainty.png"]
+    assert sorted(p.name for p in files_under(out)) == [
+        "street.json",
+        "street_overlay.png",
+        "street_seg.png",
+        "street_uncertainty.png",
+    ]
 
     loop = folder / "a" / "zz_loop.png"
     loop.symlink_to(loop.name)
@@ -436,8 +508,24 @@ def test_predict_folder_with_a_symlink_loop(tmp_path, capsys, student_ckpt):
     code, _, err = cli(capsys, "predict", student_ckpt, folder, "--out", out1, "--threshold", "0.5")
     # found by the folder walk, refused when read, reported and skipped (exit 3); the rest is written
     assert code == 3 and err.splitlines() == [f"udistill: skipped: {loop}: image not found"], err
-    assert sorted(p.name for p in files_under(out1)) == ["street.json", "street_overlay.png", "street_seg.png", "street_uncertainty.png"]
-    code, _, err = cli(capsys, "predict", student_ckpt, folder, "--out", tmp_path / "pred1b", "--threshold", "0.5", "--on-error", "stop")
+    assert sorted(p.name for p in files_under(out1)) == [
+        "street.json",
+        "street_overlay.png",
+        "street_seg.png",
+        "street_uncertainty.png",
+    ]
+    code, _, err = cli(
+        capsys,
+        "predict",
+        student_ckpt,
+        folder,
+        "--out",
+        tmp_path / "pred1b",
+        "--threshold",
+        "0.5",
+        "--on-error",
+        "stop",
+    )
     assert_error(code, err, loop)
     assert not [p for p in out1.rglob("*") if p.name.endswith(".tmp") or p.name.startswith("zz_loop")]
     out2 = tmp_path / "pred2"

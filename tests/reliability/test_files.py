@@ -171,10 +171,9 @@ def test_fsync_failure_is_a_write_failure(tmp_path, monkeypatch):
 
 def test_an_exception_inside_the_writer_removes_the_temp_file(tmp_path):
     target = tmp_path / "x.bin"
-    with pytest.raises(KeyboardInterrupt):
-        with uio.atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), uio.atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
     assert leftovers(tmp_path) == []
 
 
@@ -205,7 +204,9 @@ def _pickles(marker: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("kind", ["torch.save", "torch.save-legacy", "pickle-protocol-0", "pickle-protocol-2", "pickle-protocol-5"])
+@pytest.mark.parametrize(
+    "kind", ["torch.save", "torch.save-legacy", "pickle-protocol-0", "pickle-protocol-2", "pickle-protocol-5"]
+)
 def test_checkpoint_loaders_refuse_pickles(tmp_path, kind):
     marker = tmp_path / "UNPICKLED"
     path = tmp_path / "model.safetensors"
@@ -247,10 +248,23 @@ def test_camvid_depth_refuses_pickled_arrays(tmp_path):
 
 # Calls that unpickle (or may): none of them may appear in udistill's source.
 _FORBIDDEN_CALLS = {
-    ("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"), ("cPickle", "load"), ("cPickle", "loads"),
-    ("torch", "load"), ("jit", "load"), ("dill", "load"), ("dill", "loads"), ("joblib", "load"),
-    ("cloudpickle", "load"), ("cloudpickle", "loads"), ("marshal", "load"), ("marshal", "loads"),
-    ("shelve", "open"), ("pd", "read_pickle"), ("pandas", "read_pickle"),
+    ("pickle", "load"),
+    ("pickle", "loads"),
+    ("pickle", "Unpickler"),
+    ("cPickle", "load"),
+    ("cPickle", "loads"),
+    ("torch", "load"),
+    ("jit", "load"),
+    ("dill", "load"),
+    ("dill", "loads"),
+    ("joblib", "load"),
+    ("cloudpickle", "load"),
+    ("cloudpickle", "loads"),
+    ("marshal", "load"),
+    ("marshal", "loads"),
+    ("shelve", "open"),
+    ("pd", "read_pickle"),
+    ("pandas", "read_pickle"),
 }
 _FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 
@@ -271,10 +285,12 @@ def test_source_never_unpickles():
     assert len(files) > 20
     for path in files:
         tree = ast.parse(path.read_text("utf-8"), filename=str(path))
-        where = lambda n: f"{path.relative_to(SRC.parent)}:{n.lineno}"  # noqa: E731
+        where = lambda n, path=path: f"{path.relative_to(SRC.parent)}:{n.lineno}"  # noqa: E731
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                problems += [f"{where(node)}: import {a.name}" for a in node.names if a.name.split(".")[0] in _FORBIDDEN_MODULES]
+                problems += [
+                    f"{where(node)}: import {a.name}" for a in node.names if a.name.split(".")[0] in _FORBIDDEN_MODULES
+                ]
             elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in _FORBIDDEN_MODULES:
                 problems.append(f"{where(node)}: from {node.module} import ...")
             elif isinstance(node, ast.Call):

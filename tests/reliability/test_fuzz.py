@@ -25,16 +25,25 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 # --- config parsing ---------------------------------------------------------------------------
 
-_KEYS = sorted({*to_dict(ExperimentConfig()).keys()} | {
-    f"{section}.{key}" for section, d in to_dict(ExperimentConfig()).items() if isinstance(d, dict) for key in d
-})
+_KEYS = sorted(
+    {*to_dict(ExperimentConfig()).keys()}
+    | {f"{section}.{key}" for section, d in to_dict(ExperimentConfig()).items() if isinstance(d, dict) for key in d}
+)
 _key = st.one_of(st.sampled_from(_KEYS), st.text(min_size=0, max_size=12))
 _scalar = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**400), max_value=10**400),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
     st.sampled_from(["1e-4", "1e30", "-2.5E+3", ".inf", "nan", "3", "[32, 48]", "{a: 1}", "yes", "~", "0x10", "1_000"]),
 )
-_value = st.recursive(_scalar, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=8)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=8,
+)
 
 
 def _nested(keys_values: dict) -> dict:
@@ -74,8 +83,16 @@ def test_config_from_arbitrary_yaml_mapping(tmp_path_factory, data):
 
 
 @FUZZ
-@given(st.lists(st.tuples(_key, st.one_of(st.text(max_size=20), _value.map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip()))), max_size=5),
-       st.lists(st.text(max_size=25), max_size=2))
+@given(
+    st.lists(
+        st.tuples(
+            _key,
+            st.one_of(st.text(max_size=20), _value.map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip())),
+        ),
+        max_size=5,
+    ),
+    st.lists(st.text(max_size=25), max_size=2),
+)
 def test_config_from_random_dotted_overrides(pairs, raw):
     overrides = [f"{k}={v}" for k, v in pairs] + raw
     _check(lambda: load_config(ExperimentConfig, None, overrides))
@@ -139,11 +156,11 @@ def _fix_png_crcs(data: bytes) -> bytes:
         return data
     out, pos = bytearray(data[:8]), 8
     while pos + 12 <= len(data):
-        n = int.from_bytes(data[pos:pos + 4], "big")
+        n = int.from_bytes(data[pos : pos + 4], "big")
         end = pos + 8 + n
         if end + 4 > len(data):
             break
-        out += data[pos:end] + zlib.crc32(data[pos + 4:end]).to_bytes(4, "big")
+        out += data[pos:end] + zlib.crc32(data[pos + 4 : end]).to_bytes(4, "big")
         pos = end + 4
     return bytes(out + data[pos:])
 
@@ -176,8 +193,12 @@ def test_damaged_images_decode_or_raise_data_error(data, suffix):
 
 
 @FUZZ
-@given(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"P6\n"]),
-       st.binary(max_size=256))
+@given(
+    st.sampled_from(
+        [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"P6\n"]
+    ),
+    st.binary(max_size=256),
+)
 def test_image_magic_followed_by_garbage(magic, rest):
     _decode(magic + rest)
 

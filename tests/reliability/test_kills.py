@@ -174,8 +174,11 @@ def _attempt(cfg: Path, lay: Layout, stage: str, duration: float, rng: random.Ra
         flags = _done_flags(lay.cache)
         before = -1 if flags is None or not (lay.cache / "meta.json").exists() else int(flags.sum())
         # first run: the cache's meta.json appears; rerun: the first batch of this process lands
-        started = (lambda: (lay.cache / "meta.json").exists()) if before < 0 else \
-            (lambda: (_done_flags(lay.cache) is not None and int(_done_flags(lay.cache).sum()) > before))
+        started = (
+            (lambda: (lay.cache / "meta.json").exists())
+            if before < 0
+            else (lambda: _done_flags(lay.cache) is not None and int(_done_flags(lay.cache).sum()) > before)
+        )
         remaining = lay.cache_remaining()
     else:
         mark = _mtime(lay.student / "config.yaml")  # written when training starts (cache complete)
@@ -198,11 +201,20 @@ def _attempt(cfg: Path, lay: Layout, stage: str, duration: float, rng: random.Ra
             hit = "cache"
         elif stage != "teacher" and not lay.distill_done():
             hit = "distill"
-    log.append({"command": stage if stage == "teacher" else "distill", "aimed_at": stage, "delay_s": round(delay, 3),
-                "interrupted": hit, "returncode": proc.returncode,
-                "state": {"teacher_epochs": [_epochs_done(m) for m in lay.members],
-                          "cache_done": None if _done_flags(lay.cache) is None else int(_done_flags(lay.cache).sum()),
-                          "student_epochs": _epochs_done(lay.student)}})
+    log.append(
+        {
+            "command": stage if stage == "teacher" else "distill",
+            "aimed_at": stage,
+            "delay_s": round(delay, 3),
+            "interrupted": hit,
+            "returncode": proc.returncode,
+            "state": {
+                "teacher_epochs": [_epochs_done(m) for m in lay.members],
+                "cache_done": None if _done_flags(lay.cache) is None else int(_done_flags(lay.cache).sum()),
+                "student_epochs": _epochs_done(lay.student),
+            },
+        }
+    )
     print(f"kill {len(log)}: aimed at {stage}, after {delay:.2f}s -> interrupted {hit}; {log[-1]['state']}")
     return hit
 
@@ -243,7 +255,7 @@ def test_sigkill_every_stage_then_rerun_gives_the_uninterrupted_result(tmp_path,
                 _plant_stale_tmp(b.cache, "meta.json")
             continue  # the distill attempts below resume the cache first, then train
         # a kill inside an atomic write leaves a temp file (rarely hit at random): plant one
-        for folder in (b.members if stage == "teacher" else [b.student]):
+        for folder in b.members if stage == "teacher" else [b.student]:
             if not (folder / "model.safetensors").exists():
                 _plant_stale_tmp(folder, "last.state.safetensors")
         # the same command, to completion
@@ -251,8 +263,13 @@ def test_sigkill_every_stage_then_rerun_gives_the_uninterrupted_result(tmp_path,
         assert proc.returncode == 0, proc.stderr.decode()
         assert done()
 
-    summary = {"kills": kills, "attempts": len(log), "log": log, "reference_durations_s": durations,
-               "seconds": round(time.time() - started, 1)}
+    summary = {
+        "kills": kills,
+        "attempts": len(log),
+        "log": log,
+        "reference_durations_s": durations,
+        "seconds": round(time.time() - started, 1),
+    }
     (tmp_path / "kills.json").write_text(json.dumps(summary, indent=2))
     line = f"kills survived: teacher {kills['teacher']}, cache {kills['cache']}, distill {kills['distill']}"
     print(f"kill log: {tmp_path / 'kills.json'}")

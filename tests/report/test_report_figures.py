@@ -26,8 +26,13 @@ def _row(rng, h=24, w=48, title=None):
     label = rng.integers(0, 19, (h, w))
     label[:3] = 255
     pred = np.where(rng.random((h, w)) < 0.8, label, rng.integers(0, 19, (h, w))) % 19
-    return {"image": rng.random((h, w, 3)), "label": label, "pred": pred,
-            "uncertainty": rng.random((h, w)) * 0.3, "title": title}
+    return {
+        "image": rng.random((h, w, 3)),
+        "label": label,
+        "pred": pred,
+        "uncertainty": rng.random((h, w)) * 0.3,
+        "title": title,
+    }
 
 
 def test_examples(tmp_path):
@@ -35,8 +40,9 @@ def test_examples(tmp_path):
     rows = [_row(rng, title="Cityscapes"), _row(rng, title="CS Rain")]
     rows[1]["image"] = (rows[1]["image"] * 255).astype(np.uint8)
     _ok(plot_examples(rows, tmp_path / "fig2.png", CITYSCAPES19))
-    _ok(plot_examples(rows[:1], tmp_path / "fig2b.png", list(CITYSCAPES19.colors), show_label=True,
-                      uncertainty_max=0.5))
+    _ok(
+        plot_examples(rows[:1], tmp_path / "fig2b.png", list(CITYSCAPES19.colors), show_label=True, uncertainty_max=0.5)
+    )
     with pytest.raises(ValueError):
         plot_examples([], tmp_path / "none.png", CITYSCAPES19)
 
@@ -52,8 +58,11 @@ def _pixel_metrics(rng, shift=0.0):
 def test_pixel_figures(tmp_path):
     rng = np.random.default_rng(1)
     r = {name: _pixel_metrics(rng, k * 0.05) for k, name in enumerate(["baseline_msp", "teacher", "student"])}
-    hists = {"baseline softmax": {**mirror_histogram(r["baseline_msp"]["histogram"]), "xlabel": "max softmax probability"},
-             "teacher": r["teacher"]["histogram"], "student": r["student"]["histogram"]}
+    hists = {
+        "baseline softmax": {**mirror_histogram(r["baseline_msp"]["histogram"]), "xlabel": "max softmax probability"},
+        "teacher": r["teacher"]["histogram"],
+        "student": r["student"]["histogram"],
+    }
     _ok(plot_uncertainty_histograms(hists, tmp_path / "fig4.png"))
     _ok(plot_risk_coverage({k: {**v["risk_coverage"], "aurc": v["aurc"]} for k, v in r.items()}, tmp_path / "rc.png"))
     _ok(plot_reliability({k: {**v["reliability"], "ece": v["ece"]} for k, v in r.items()}, tmp_path / "rel.png"))

@@ -45,24 +45,24 @@ _SEQUENCE = re.compile(r"^\d{8}_\d{6}$")
 A2D2_TO_TRAINID = {
     "Car": 13,
     "Bicycle": 18,
-    "Pedestrian": 11,                 # person
+    "Pedestrian": 11,  # person
     "Truck": 14,
-    "Small vehicles": 17,             # motorbikes and scooters -> motorcycle
-    "Utility vehicle": 14,            # vans, tow/garbage trucks -> truck (closest)
-    "Tractor": IGNORE_INDEX,          # no Cityscapes class
-    "Traffic signal": 6,              # traffic light
-    "Signal corpus": 6,               # traffic light housing: Cityscapes' light includes its box
+    "Small vehicles": 17,  # motorbikes and scooters -> motorcycle
+    "Utility vehicle": 14,  # vans, tow/garbage trucks -> truck (closest)
+    "Tractor": IGNORE_INDEX,  # no Cityscapes class
+    "Traffic signal": 6,  # traffic light
+    "Signal corpus": 6,  # traffic light housing: Cityscapes' light includes its box
     "Traffic sign": 7,
-    "Electronic traffic": 7,          # electronic traffic signs
-    "Irrelevant signs": IGNORE_INDEX, # non-traffic signs: no evaluated class
+    "Electronic traffic": 7,  # electronic traffic signs
+    "Irrelevant signs": IGNORE_INDEX,  # non-traffic signs: no evaluated class
     "Poles": 5,
-    "Sidebars": IGNORE_INDEX,         # guard rails: ignored in Cityscapes
-    "Grid structure": 4,              # fence
-    "Road blocks": IGNORE_INDEX,      # barriers: Cityscapes 'static'
+    "Sidebars": IGNORE_INDEX,  # guard rails: ignored in Cityscapes
+    "Grid structure": 4,  # fence
+    "Road blocks": IGNORE_INDEX,  # barriers: Cityscapes 'static'
     "Traffic guide obj.": IGNORE_INDEX,  # bollards, pylons: 'static'
     "Obstacles / trash": IGNORE_INDEX,
     "Animals": IGNORE_INDEX,
-    "RD normal street": 0,            # road and everything painted on or built into it
+    "RD normal street": 0,  # road and everything painted on or built into it
     "Drivable cobblestone": 0,
     "Slow drive area": 0,
     "RD restricted area": 0,
@@ -71,14 +71,14 @@ A2D2_TO_TRAINID = {
     "Dashed line": 0,
     "Zebra crossing": 0,
     "Painted driv. instr.": 0,
-    "Curbstone": 1,                   # Cityscapes counts the curb as sidewalk
+    "Curbstone": 1,  # Cityscapes counts the curb as sidewalk
     "Sidewalk": 1,
     "Non-drivable street": IGNORE_INDEX,  # ambiguous between road and sidewalk
-    "Parking area": IGNORE_INDEX,     # Cityscapes 'parking' is ignored
+    "Parking area": IGNORE_INDEX,  # Cityscapes 'parking' is ignored
     "Buildings": 2,
-    "Nature object": 8,               # vegetation (A2D2 has no terrain class)
+    "Nature object": 8,  # vegetation (A2D2 has no terrain class)
     "Sky": 10,
-    "Ego car": IGNORE_INDEX,          # Cityscapes 'ego vehicle'
+    "Ego car": IGNORE_INDEX,  # Cityscapes 'ego vehicle'
     "Blurred area": IGNORE_INDEX,
     "Rain dirt": IGNORE_INDEX,
 }
@@ -138,7 +138,7 @@ class A2D2(FileDataset):
 
 def _camera_names(sequence_dir: Path, cameras) -> list[str]:
     if cameras == "all" or cameras == ["all"]:
-        return sorted(p.name[len("cam_"):] for p in (sequence_dir / "camera").glob("cam_*") if p.is_dir())
+        return sorted(p.name[len("cam_") :] for p in (sequence_dir / "camera").glob("cam_*") if p.is_dir())
     names = []
     for c in as_list(cameras):
         c = str(c).removeprefix("cam_")
@@ -149,13 +149,26 @@ def _camera_names(sequence_dir: Path, cameras) -> list[str]:
 
 
 @register_dataset("a2d2")
-def build_a2d2(split="all", root=None, shift=None, size=None, seed=0, cameras=("front_center",),
-               sequences=None, label_scheme=None, strict=True) -> A2D2:
+def build_a2d2(
+    split="all",
+    root=None,
+    shift=None,
+    size=None,
+    seed=0,
+    cameras=("front_center",),
+    sequences=None,
+    label_scheme=None,
+    strict=True,
+) -> A2D2:
     """A2D2 semantic segmentation; root defaults to $UDISTILL_A2D2. See the module docstring."""
     if split not in SPLITS:
         raise DataError(f"a2d2: unknown split '{split}' (known: {', '.join(SPLITS)})")
     root = resolve_root(root, "a2d2", "UDISTILL_A2D2")
-    base = root if (root / "class_list.json").exists() or root.name == "camera_lidar_semantic" else root / "camera_lidar_semantic"
+    base = (
+        root
+        if (root / "class_list.json").exists() or root.name == "camera_lidar_semantic"
+        else root / "camera_lidar_semantic"
+    )
     if not base.is_dir():
         raise DataError(f"{base}: A2D2 camera_lidar_semantic folder not found")
     class_list = base / "class_list.json"
@@ -164,8 +177,7 @@ def build_a2d2(split="all", root=None, shift=None, size=None, seed=0, cameras=("
     all_sequences = sorted(p.name for p in base.iterdir() if p.is_dir() and _SEQUENCE.match(p.name))
     if not all_sequences:
         raise DataError(f"{base}: no A2D2 sequence folders (YYYYMMDD_hhmmss) found")
-    chosen = [s for s in all_sequences
-              if (keep is None or s in keep) and (split == "all" or split_of(s) == split)]
+    chosen = [s for s in all_sequences if (keep is None or s in keep) and (split == "all" or split_of(s) == split)]
     problems: list = []
     samples = []
     for seq in chosen:
@@ -179,7 +191,17 @@ def build_a2d2(split="all", root=None, shift=None, size=None, seed=0, cameras=("
                 if sample is not None:
                     samples.append(sample)
     cams = cameras if isinstance(cameras, str) else list(cameras)
-    return A2D2(root=root, split=split, samples=samples, shift=shift, size=size, seed=seed,
-                label_scheme=label_scheme, problems=problems, colour_table=table, class_list=class_list,
-                empty_hint=f"sequences for split '{split}': {', '.join(chosen) or 'none'}",
-                options={"cameras": cams, "sequences": keep})
+    return A2D2(
+        root=root,
+        split=split,
+        samples=samples,
+        shift=shift,
+        size=size,
+        seed=seed,
+        label_scheme=label_scheme,
+        problems=problems,
+        colour_table=table,
+        class_list=class_list,
+        empty_hint=f"sequences for split '{split}': {', '.join(chosen) or 'none'}",
+        options={"cameras": cams, "sequences": keep},
+    )

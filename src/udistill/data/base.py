@@ -51,16 +51,22 @@ def make_item(image, label, name, depth, size, scheme: LabelScheme, source: str)
     if image.ndim != 3 or image.shape[2] != 3:
         raise DataError(f"{source}: image must be HxWx3, got shape {image.shape}")
     if label.shape != image.shape[:2]:
-        raise DataError(f"{source}: label size {label.shape[1]}x{label.shape[0]} does not match image size {image.shape[1]}x{image.shape[0]}")
+        raise DataError(
+            f"{source}: label size {label.shape[1]}x{label.shape[0]} does not match image size {image.shape[1]}x{image.shape[0]}"
+        )
     bad = (label >= scheme.num_classes) & (label != IGNORE_INDEX)
     if bad.any():
         values = sorted(set(np.unique(label[bad]).tolist()))[:5]
-        raise DataError(f"{source}: label values {values} are outside the {scheme.name} scheme (0..{scheme.num_classes - 1}, 255 = ignore)")
+        raise DataError(
+            f"{source}: label values {values} are outside the {scheme.name} scheme (0..{scheme.num_classes - 1}, 255 = ignore)"
+        )
     img_t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
     lab_t = torch.from_numpy(label.astype(np.int64))
     dep_t = None if depth is None else torch.from_numpy(np.asarray(depth, np.float32))
     if size is not None and tuple(size) != tuple(img_t.shape[1:]):
-        img_t = F.interpolate(img_t[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0].clamp_(0, 1)
+        img_t = F.interpolate(img_t[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0].clamp_(
+            0, 1
+        )
         lab_t = F.interpolate(lab_t[None, None].float(), size=size, mode="nearest")[0, 0].long()
         if dep_t is not None:
             dep_t = F.interpolate(dep_t[None, None], size=size, mode="nearest")[0, 0]

@@ -127,8 +127,17 @@ def _from_folders(root: Path, split: str, strict: bool, problems: list) -> list[
 
 
 @register_dataset("camvid")
-def build_camvid(split="train", root=None, shift=None, size=None, seed=0, sequences=None,
-                 exclude_sequences=None, label_scheme=None, strict=True) -> CamVid:
+def build_camvid(
+    split="train",
+    root=None,
+    shift=None,
+    size=None,
+    seed=0,
+    sequences=None,
+    exclude_sequences=None,
+    label_scheme=None,
+    strict=True,
+) -> CamVid:
     """CamVid (SegNet layout); root defaults to $UDISTILL_CAMVID. See the module docstring."""
     if split not in SPLITS:
         raise DataError(f"camvid: unknown split '{split}' (known: {', '.join(SPLITS)})")
@@ -146,8 +155,19 @@ def build_camvid(split="train", root=None, shift=None, size=None, seed=0, sequen
     if drop is not None:
         samples = [s for s in samples if sequence_of(s.name) not in drop]
     if not samples and (keep is not None or drop is not None):
-        raise DataError(f"{root}: no CamVid '{split}' images left after the sequence filter "
-                        f"(sequences={keep}, exclude_sequences={drop}; present: {', '.join(found) or 'none'})")
+        raise DataError(
+            f"{root}: no CamVid '{split}' images left after the sequence filter "
+            f"(sequences={keep}, exclude_sequences={drop}; present: {', '.join(found) or 'none'})"
+        )
     options = {"sequences": keep, "exclude_sequences": drop}
-    return CamVid(root=root, split=split, samples=samples, shift=shift, size=size, seed=seed,
-                  label_scheme=label_scheme, options=options, problems=problems)
+    return CamVid(
+        root=root,
+        split=split,
+        samples=samples,
+        shift=shift,
+        size=size,
+        seed=seed,
+        label_scheme=label_scheme,
+        options=options,
+        problems=problems,
+    )

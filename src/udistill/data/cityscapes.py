@@ -45,16 +45,16 @@ FOG_BETAS = ("0.005", "0.01", "0.02")
 # static, dynamic, ground, parking, rail track, guard rail, bridge, tunnel, polegroup,
 # caravan, trailer) has trainId 255; license plate has id -1 (never drawn into labelIds PNGs).
 LABELID_TO_TRAINID = {
-    7: 0,    # road
-    8: 1,    # sidewalk
-    11: 2,   # building
-    12: 3,   # wall
-    13: 4,   # fence
-    17: 5,   # pole
-    19: 6,   # traffic light
-    20: 7,   # traffic sign
-    21: 8,   # vegetation
-    22: 9,   # terrain
+    7: 0,  # road
+    8: 1,  # sidewalk
+    11: 2,  # building
+    12: 3,  # wall
+    13: 4,  # fence
+    17: 5,  # pole
+    19: 6,  # traffic light
+    20: 7,  # traffic sign
+    21: 8,  # vegetation
+    22: 9,  # terrain
     23: 10,  # sky
     24: 11,  # person
     25: 12,  # rider
@@ -69,7 +69,9 @@ _IGNORED_IDS = tuple(i for i in range(34) if i not in LABELID_TO_TRAINID)
 _LUT = lut_from_table(LABELID_TO_TRAINID, valid_extra=(*_IGNORED_IDS, 255))
 
 _FRAME = re.compile(r"^(?P<frame>.+?_\d{6}_\d{6})_leftImg8bit(?P<suffix>.*)$")
-_RAIN = re.compile(r"^_rain_alpha_(?P<alpha>[0-9.]+)_beta_(?P<beta>[0-9.]+)_dropsize_(?P<dropsize>[0-9.]+)_pattern_(?P<pattern>\d+)$")
+_RAIN = re.compile(
+    r"^_rain_alpha_(?P<alpha>[0-9.]+)_beta_(?P<beta>[0-9.]+)_dropsize_(?P<dropsize>[0-9.]+)_pattern_(?P<pattern>\d+)$"
+)
 
 
 class Cityscapes(FileDataset):
@@ -88,8 +90,9 @@ class RainCityscapes(Cityscapes):
     dataset_name = "rain-cityscapes"
 
 
-def _scan(root: Path, gt_root: Path, image_folder: str, split: str, cities, accept, strict: bool,
-          problems: list) -> list[Sample]:
+def _scan(
+    root: Path, gt_root: Path, image_folder: str, split: str, cities, accept, strict: bool, problems: list
+) -> list[Sample]:
     """Images under ``root/image_folder/split/<city>/`` whose suffix ``accept`` takes, paired with gtFine."""
     if split not in SPLITS:
         raise DataError(f"cityscapes: unknown split '{split}' (known: {', '.join(SPLITS)})")
@@ -122,14 +125,23 @@ def _roots(root, gt_root) -> tuple[Path, Path]:
 
 
 @register_dataset("cityscapes")
-def build_cityscapes(split="train", root=None, shift=None, size=None, seed=0, cities=None,
-                     gt_root=None, label_scheme=None, strict=True) -> Cityscapes:
+def build_cityscapes(
+    split="train", root=None, shift=None, size=None, seed=0, cities=None, gt_root=None, label_scheme=None, strict=True
+) -> Cityscapes:
     root, gt = _roots(root, gt_root)
     problems: list = []
     samples = _scan(root, gt, "leftImg8bit", split, cities, lambda s: s == "", strict, problems)
-    return Cityscapes(root=root, split=split, samples=samples, shift=shift, size=size, seed=seed,
-                      label_scheme=label_scheme, problems=problems,
-                      options={"cities": as_list(cities), "gt_root": None if gt_root is None else str(gt)})
+    return Cityscapes(
+        root=root,
+        split=split,
+        samples=samples,
+        shift=shift,
+        size=size,
+        seed=seed,
+        label_scheme=label_scheme,
+        problems=problems,
+        options={"cities": as_list(cities), "gt_root": None if gt_root is None else str(gt)},
+    )
 
 
 def _beta_str(beta) -> str:
@@ -144,20 +156,42 @@ def _beta_str(beta) -> str:
 
 
 @register_dataset("foggy-cityscapes")
-def build_foggy_cityscapes(split="train", root=None, shift=None, size=None, seed=0, beta=0.02,
-                           dbf=False, cities=None, gt_root=None, label_scheme=None,
-                           strict=True) -> FoggyCityscapes:
+def build_foggy_cityscapes(
+    split="train",
+    root=None,
+    shift=None,
+    size=None,
+    seed=0,
+    beta=0.02,
+    dbf=False,
+    cities=None,
+    gt_root=None,
+    label_scheme=None,
+    strict=True,
+) -> FoggyCityscapes:
     betas = [_beta_str(b) for b in as_list(beta)]
     kind = "foggyDBF" if dbf else "foggy"
     suffixes = {f"_{kind}_beta_{b}" for b in betas}
     root, gt = _roots(root, gt_root)
     problems: list = []
     samples = _scan(root, gt, f"leftImg8bit_{kind}", split, cities, lambda s: s in suffixes, strict, problems)
-    return FoggyCityscapes(root=root, split=split, samples=samples, shift=shift, size=size, seed=seed,
-                           label_scheme=label_scheme, problems=problems,
-                           empty_hint=f"no *_leftImg8bit_{kind}_beta_{{{','.join(betas)}}}.png files",
-                           options={"beta": betas, "dbf": bool(dbf), "cities": as_list(cities),
-                                    "gt_root": None if gt_root is None else str(gt)})
+    return FoggyCityscapes(
+        root=root,
+        split=split,
+        samples=samples,
+        shift=shift,
+        size=size,
+        seed=seed,
+        label_scheme=label_scheme,
+        problems=problems,
+        empty_hint=f"no *_leftImg8bit_{kind}_beta_{{{','.join(betas)}}}.png files",
+        options={
+            "beta": betas,
+            "dbf": bool(dbf),
+            "cities": as_list(cities),
+            "gt_root": None if gt_root is None else str(gt),
+        },
+    )
 
 
 def parse_rain_suffix(suffix: str) -> dict | None:
@@ -166,27 +200,49 @@ def parse_rain_suffix(suffix: str) -> dict | None:
     if m is None:
         return None
     try:
-        return {"alpha": float(m["alpha"]), "beta": float(m["beta"]), "dropsize": float(m["dropsize"]),
-                "pattern": int(m["pattern"])}
+        return {
+            "alpha": float(m["alpha"]),
+            "beta": float(m["beta"]),
+            "dropsize": float(m["dropsize"]),
+            "pattern": int(m["pattern"]),
+        }
     except ValueError:
         return None
 
 
 @register_dataset("rain-cityscapes")
-def build_rain_cityscapes(split="train", root=None, shift=None, size=None, seed=0, alpha=None,
-                          beta=None, dropsize=None, pattern=None, cities=None, gt_root=None,
-                          label_scheme=None, strict=True) -> RainCityscapes:
+def build_rain_cityscapes(
+    split="train",
+    root=None,
+    shift=None,
+    size=None,
+    seed=0,
+    alpha=None,
+    beta=None,
+    dropsize=None,
+    pattern=None,
+    cities=None,
+    gt_root=None,
+    label_scheme=None,
+    strict=True,
+) -> RainCityscapes:
     if split == "test":
         raise DataError("rain-cityscapes: only the train and val splits were published")
     filters = {}
-    for key, value, cast in (("alpha", alpha, float), ("beta", beta, float),
-                             ("dropsize", dropsize, float), ("pattern", pattern, int)):
+    for key, value, cast in (
+        ("alpha", alpha, float),
+        ("beta", beta, float),
+        ("dropsize", dropsize, float),
+        ("pattern", pattern, int),
+    ):
         values = as_list(value)
         if values is not None:
             try:
                 filters[key] = [cast(v) for v in values]
             except (TypeError, ValueError):
-                raise DataError(f"rain-cityscapes: {key} must be a number or a list of numbers, got {value!r}") from None
+                raise DataError(
+                    f"rain-cityscapes: {key} must be a number or a list of numbers, got {value!r}"
+                ) from None
 
     def accept(suffix: str) -> bool:
         params = parse_rain_suffix(suffix)
@@ -197,8 +253,19 @@ def build_rain_cityscapes(split="train", root=None, shift=None, size=None, seed=
     root, gt = _roots(root, gt_root)
     problems: list = []
     samples = _scan(root, gt, "leftImg8bit_rain", split, cities, accept, strict, problems)
-    return RainCityscapes(root=root, split=split, samples=samples, shift=shift, size=size, seed=seed,
-                          label_scheme=label_scheme, problems=problems,
-                          empty_hint=f"no rain images match {filters}" if filters else None,
-                          options={**{k: filters.get(k) for k in ("alpha", "beta", "dropsize", "pattern")},
-                                   "cities": as_list(cities), "gt_root": None if gt_root is None else str(gt)})
+    return RainCityscapes(
+        root=root,
+        split=split,
+        samples=samples,
+        shift=shift,
+        size=size,
+        seed=seed,
+        label_scheme=label_scheme,
+        problems=problems,
+        empty_hint=f"no rain images match {filters}" if filters else None,
+        options={
+            **{k: filters.get(k) for k in ("alpha", "beta", "dropsize", "pattern")},
+            "cities": as_list(cities),
+            "gt_root": None if gt_root is None else str(gt),
+        },
+    )

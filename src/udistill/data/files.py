@@ -243,7 +243,7 @@ def find_images(folder: Path, pattern: str = "*") -> list[Path]:
     return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def paired_sample(image: Path, label: Path, strict: bool, problems: list) -> "Sample | None":
+def paired_sample(image: Path, label: Path, strict: bool, problems: list) -> Sample | None:
     """The sample for ``image`` if its ``label`` exists; otherwise a DataError (``strict``) or
     a problem recorded for ``data check``."""
     if label.exists():

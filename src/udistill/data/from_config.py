@@ -58,7 +58,9 @@ def parse_shifts(dc: DataConfig, key: str = "shifts") -> list[ShiftSpec]:
         elif isinstance(entry, dict):
             unknown = set(entry) - {"name", "shift", "split", "dataset", "root", "options"}
             if unknown or "name" not in entry:
-                raise ConfigError(f"config key 'data.{key}[{i}]': needs 'name' and only shift/split/dataset/root/options (got {sorted(entry)})")
+                raise ConfigError(
+                    f"config key 'data.{key}[{i}]': needs 'name' and only shift/split/dataset/root/options (got {sorted(entry)})"
+                )
             specs.append(ShiftSpec(**{k: v for k, v in entry.items()}))
         else:
             raise ConfigError(f"config key 'data.{key}[{i}]': expected a name or a mapping, got {entry!r}")
@@ -74,7 +76,11 @@ def dataset_for(dc: DataConfig, role: str, shift: ShiftSpec | None = None, **ext
     """``role``: train | val | test. With ``shift`` the role's set is replaced by the shift's
     (a ``shift=`` of it, or the split/dataset/options the shift names)."""
     split = {"train": dc.train_split, "val": dc.val_split, "test": dc.test_split}[role]
-    options = {**dc.options, **(dc.train_options if role == "train" else dc.test_options), **dc.role_options.get(role, {})}
+    options = {
+        **dc.options,
+        **(dc.train_options if role == "train" else dc.test_options),
+        **dc.role_options.get(role, {}),
+    }
     name, root, shift_name = dc.dataset, dc.root, None
     if shift is not None:
         if shift.dataset and shift.dataset != dc.dataset:

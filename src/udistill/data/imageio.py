@@ -36,7 +36,9 @@ def _open(path: Path, what: str) -> Image.Image:
             img = Image.open(path)
             w, h = img.size
             if w * h > MAX_PIXELS:
-                raise DataError(f"{path}: {what} is {w}x{h} pixels, over the {MAX_PIXELS:,} pixel limit (decompression bomb?)")
+                raise DataError(
+                    f"{path}: {what} is {w}x{h} pixels, over the {MAX_PIXELS:,} pixel limit (decompression bomb?)"
+                )
             img.load()
     except BaseException as exc:
         if img is not None:  # do not leak the file handle of a half-read image

@@ -11,7 +11,7 @@ Native resolution unless ``size=(H, W)`` is given (bilinear for images, nearest 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch.utils.data import Dataset
 
@@ -51,4 +51,4 @@ def build_dataset(name, split, root=None, shift=None, size=None, seed=0, **optio
 
 def _load_builtin() -> None:
     # Importing the modules registers their builders.
-    from . import synthetic, camvid, cityscapes, a2d2, images  # noqa: F401
+    from . import a2d2, camvid, cityscapes, images, synthetic  # noqa: F401

@@ -1,9 +1,9 @@
 """Dataset utilities: check a dataset on disk, export one in CamVid's layout, preview a few items.
 
-    from udistill.data.tools import check_dataset, export_dataset, preview_grid
-    summary = check_dataset("camvid", "/data/camvid", "train")      # problems, class histogram
-    export_dataset("synthetic", "out/synth", "train", count=50)      # readable as camvid
-    preview_grid(build_dataset("camvid", "val", root="/data/camvid"), "preview.png")
+from udistill.data.tools import check_dataset, export_dataset, preview_grid
+summary = check_dataset("camvid", "/data/camvid", "train")      # problems, class histogram
+export_dataset("synthetic", "out/synth", "train", count=50)      # readable as camvid
+preview_grid(build_dataset("camvid", "val", root="/data/camvid"), "preview.png")
 """
 
 from __future__ import annotations
@@ -85,8 +85,11 @@ def print_summary(summary: dict, file=None, max_problems: int = 20) -> None:
 
     out = file or sys.stdout
     where = f" at {summary['root']}" if summary.get("root") else ""
-    print(f"{summary['dataset']}/{summary['split']}{where}: {summary['ok']} of {summary['count']} items OK "
-          f"({summary['scheme']})", file=out)
+    print(
+        f"{summary['dataset']}/{summary['split']}{where}: {summary['ok']} of {summary['count']} items OK "
+        f"({summary['scheme']})",
+        file=out,
+    )
     problems = summary["problems"]
     if problems:
         print(f"{len(problems)} problem(s):", file=out)
@@ -119,8 +122,18 @@ def _write_png(path: Path, array: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
-def export_dataset(name: str, out, split: str = "train", count: int | None = None, size=None,
-                   shift=None, seed: int = 0, root=None, depth: bool = True, **options) -> int:
+def export_dataset(
+    name: str,
+    out,
+    split: str = "train",
+    count: int | None = None,
+    size=None,
+    shift=None,
+    seed: int = 0,
+    root=None,
+    depth: bool = True,
+    **options,
+) -> int:
     """Write ``count`` items of a dataset (normally synthetic) to ``out`` in CamVid's SegNet layout.
 
     Writes ``{split}/<name>.png`` (RGB), ``{split}annot/<name>.png`` (CamVid-11 ids, ignore
@@ -155,9 +168,8 @@ def export_dataset(name: str, out, split: str = "train", count: int | None = Non
         _write_png(out / split / fname, np.ascontiguousarray(image))
         _write_png(out / f"{split}annot" / fname, label)
         if depth and "depth" in item:
-            with atomic_path(out / f"{split}depth" / f"{stem}.npy") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, item["depth"].numpy().astype(np.float32), allow_pickle=False)
+            with atomic_path(out / f"{split}depth" / f"{stem}.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, item["depth"].numpy().astype(np.float32), allow_pickle=False)
         lines.append(f"{SEGNET_PREFIX}{split}/{fname} {SEGNET_PREFIX}{split}annot/{fname}")
     atomic_write_text(out / f"{split}.txt", "\n".join(lines) + "\n")
     return n

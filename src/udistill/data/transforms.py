@@ -71,8 +71,11 @@ def geometric(image, label, maps, aug: Augment, gen: torch.Generator):
             label = F.interpolate(label[None, None].float(), size=(nh, nw), mode="nearest")[0, 0].long()
             crop = (slice(top, top + h), slice(left, left + w))
             maps = [
-                F.interpolate(m[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0].to(m.dtype)[:, crop[0], crop[1]]
-                if tuple(m.shape[-2:]) == (h, w) else scale_crop_reduced(m, (h, w), (nh, nw), top, left)
+                F.interpolate(m[None].float(), size=(nh, nw), mode="bilinear", align_corners=False)[0].to(m.dtype)[
+                    :, crop[0], crop[1]
+                ]
+                if tuple(m.shape[-2:]) == (h, w)
+                else scale_crop_reduced(m, (h, w), (nh, nw), top, left)
                 for m in maps
             ]
             image, label = image[:, crop[0], crop[1]], label[crop]
@@ -82,7 +85,9 @@ def geometric(image, label, maps, aug: Augment, gen: torch.Generator):
     return image.contiguous(), label.contiguous(), [m.contiguous() for m in maps]
 
 
-def scale_crop_reduced(m: torch.Tensor, size: tuple[int, int], scaled: tuple[int, int], top: int, left: int) -> torch.Tensor:
+def scale_crop_reduced(
+    m: torch.Tensor, size: tuple[int, int], scaled: tuple[int, int], top: int, left: int
+) -> torch.Tensor:
     """A reduced-resolution map of an image after that image is scaled and cropped back.
 
     The image (H, W) = ``size`` is resized to ``scaled`` (nh, nw) and cropped at (top, left)

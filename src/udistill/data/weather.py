@@ -207,7 +207,9 @@ def _fog(image, depth, rng, shift):
 _RAIN_LAYERS = ((10.0, 0.035, 1, 0.22, 14.0), (4.0, 0.07, 1, 0.30, 6.0), (1.5, 0.14, 2, 0.38, 1.6))
 
 
-def rain_streaks(height: int, width: int, depth: np.ndarray, rng: np.random.Generator, intensity: float = 1.0) -> np.ndarray:
+def rain_streaks(
+    height: int, width: int, depth: np.ndarray, rng: np.random.Generator, intensity: float = 1.0
+) -> np.ndarray:
     """Opacity (H, W) float32 in [0, 1] of slanted rain streaks, occluded by nearer scene."""
     angle = np.deg2rad(rng.normal(0.0, 12.0))
     total = np.zeros((height, width), np.float32)

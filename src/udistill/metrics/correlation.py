@@ -73,12 +73,16 @@ class _Moments:
         my = np.bincount(group, weights=y, minlength=size) / safe
         dx = x - mx[group]
         dy = y - my[group]
-        return np.stack([
-            n, mx, my,
-            np.bincount(group, weights=dx * dx, minlength=size),
-            np.bincount(group, weights=dy * dy, minlength=size),
-            np.bincount(group, weights=dx * dy, minlength=size),
-        ])
+        return np.stack(
+            [
+                n,
+                mx,
+                my,
+                np.bincount(group, weights=dx * dx, minlength=size),
+                np.bincount(group, weights=dy * dy, minlength=size),
+                np.bincount(group, weights=dx * dy, minlength=size),
+            ]
+        )
 
     def pearson(self, i: int = 0) -> float:
         n, _, _, sxx, syy, sxy = self.a[:, i]
@@ -184,7 +188,9 @@ class CorrelationMeter:
             raise ValueError("x and y must be finite")
 
         self._global.add(_Moments.of_batch(xa, ya, None, 1))
-        keys = self._rng.random(xa.size) if item is None else np.random.default_rng((self.seed, int(item))).random(xa.size)
+        keys = (
+            self._rng.random(xa.size) if item is None else np.random.default_rng((self.seed, int(item))).random(xa.size)
+        )
         thr = self._res.threshold
         m = keys < thr
         self._res.offer(keys[m], xa[m], ya[m])
@@ -213,7 +219,7 @@ class CorrelationMeter:
             r = self._cls_res.setdefault(c, _Reservoir(self.per_class_samples))
             r.offer(km[lo:hi], xm[lo:hi], ym[lo:hi])
 
-    def merge(self, other: "CorrelationMeter") -> "CorrelationMeter":
+    def merge(self, other: CorrelationMeter) -> CorrelationMeter:
         self._global.add(other._global.a)
         if other._cls.a.shape[1]:
             self._cls.add(other._cls.a)
@@ -236,9 +242,17 @@ class CorrelationMeter:
         out = []
         for i, idx in enumerate(np.array_split(order, deciles)):
             ratio = x[idx] / np.maximum(y[idx], 1e-12)
-            out.append({"decile": i + 1, "y_low": float(edges[i]), "y_high": float(edges[i + 1]),
-                        "median_ratio": float(np.median(ratio)), "median_x": float(np.median(x[idx])),
-                        "median_y": float(np.median(y[idx])), "n": int(idx.size)})
+            out.append(
+                {
+                    "decile": i + 1,
+                    "y_low": float(edges[i]),
+                    "y_high": float(edges[i + 1]),
+                    "median_ratio": float(np.median(ratio)),
+                    "median_x": float(np.median(x[idx])),
+                    "median_y": float(np.median(y[idx])),
+                    "n": int(idx.size),
+                }
+            )
         return out
 
     def binned_means(self, bins: int = 24) -> dict:

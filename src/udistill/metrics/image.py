@@ -9,7 +9,8 @@ the scores of in-distribution images (negatives) with those of a shifted data se
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -72,8 +73,13 @@ def ood_metrics(in_scores: Iterable[float], out_scores: Iterable[float]) -> dict
     neg = _clean(in_scores, "in_scores")
     pos = _clean(out_scores, "out_scores")
     if neg.size == 0 or pos.size == 0:
-        return {"auroc": math.nan, "fpr95": math.nan, "roc": {"fpr": [], "tpr": []},
-                "n_in": int(neg.size), "n_out": int(pos.size)}
+        return {
+            "auroc": math.nan,
+            "fpr95": math.nan,
+            "roc": {"fpr": [], "tpr": []},
+            "n_in": int(neg.size),
+            "n_out": int(pos.size),
+        }
     scores = np.concatenate([pos, neg])
     labels = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
     order = np.argsort(-scores, kind="mergesort")

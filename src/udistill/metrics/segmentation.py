@@ -60,7 +60,7 @@ class ConfusionMatrix:
             self.matrix = self.matrix.to(counts.device)
         self.matrix += counts
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add another accumulator's counts (e.g. from another rank or split); returns self."""
         if other.num_classes != self.num_classes:
             raise ValueError("cannot merge confusion matrices with different num_classes")

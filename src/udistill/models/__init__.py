@@ -4,6 +4,16 @@ from .build import HEADS, SegmentationModel, SegOutput, build_model, enable_drop
 from .checkpoint import load_model, load_state, read_metadata, save_model, save_state
 
 __all__ = [
-    "HEADS", "SegmentationModel", "SegOutput", "build_model", "enable_dropout", "student_heads",
-    "to_student", "load_model", "load_state", "read_metadata", "save_model", "save_state",
+    "HEADS",
+    "SegmentationModel",
+    "SegOutput",
+    "build_model",
+    "enable_dropout",
+    "student_heads",
+    "to_student",
+    "load_model",
+    "load_state",
+    "read_metadata",
+    "save_model",
+    "save_state",
 ]

@@ -14,7 +14,7 @@ for single-head models.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,12 +32,13 @@ class SegOutput(NamedTuple):
     """Shape: logits (N, C, H, W); sigma (N, C, H, W) in (0, 1) or None."""
 
     logits: torch.Tensor
-    sigma: Optional[torch.Tensor] = None
+    sigma: torch.Tensor | None = None
 
 
 class SegmentationModel(nn.Module):
-    def __init__(self, cfg: ModelConfig, num_classes: int, heads: str = "prediction", stride: int = 16,
-                 pretrained: bool = True):
+    def __init__(
+        self, cfg: ModelConfig, num_classes: int, heads: str = "prediction", stride: int = 16, pretrained: bool = True
+    ):
         """``pretrained=False`` builds with random encoder weights whatever ``cfg.encoder_weights``
         says (``self.cfg`` still records it): for weights loaded afterwards, so loading a
         checkpoint never downloads ImageNet weights only to overwrite them."""
@@ -112,7 +113,9 @@ class SegmentationModel(nn.Module):
         return SegOutput(logits, torch.sigmoid(raw_sigma))
 
 
-def build_model(cfg: ModelConfig, num_classes: int, heads: str = "prediction", pretrained: bool = True) -> SegmentationModel:
+def build_model(
+    cfg: ModelConfig, num_classes: int, heads: str = "prediction", pretrained: bool = True
+) -> SegmentationModel:
     """Build a model from its config (no weights are downloaded unless encoder_weights says so,
     and never with ``pretrained=False``: for weights loaded right after, e.g. a resumed run)."""
     return SegmentationModel(cfg, num_classes, heads, pretrained=pretrained)

@@ -77,7 +77,9 @@ def load_tensors(path: str | Path, what: str = "checkpoint") -> tuple[dict[str, 
         with open(path, "rb") as fh:
             head = fh.read(2)
         if head[:1] == b"\x80" or head == b"PK":  # pickle protocol 2+ / torch.save zip
-            raise CheckpointError(f"{path}: looks like a pickle/torch.save file; udistill only loads safetensors checkpoints (refusing to unpickle)")
+            raise CheckpointError(
+                f"{path}: looks like a pickle/torch.save file; udistill only loads safetensors checkpoints (refusing to unpickle)"
+            )
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
@@ -161,7 +163,9 @@ def load_model(
         model = SegmentationModel(cfg, saved_classes, saved_heads, pretrained=False)
     except Exception as exc:  # noqa: BLE001 - unknown arch/encoder/heads: the file's problem, not a bug
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-        raise CheckpointError(f"{path}: cannot build the recorded model (arch={cfg.arch!r}, encoder={cfg.encoder!r}, heads={saved_heads!r}): {first}") from None
+        raise CheckpointError(
+            f"{path}: cannot build the recorded model (arch={cfg.arch!r}, encoder={cfg.encoder!r}, heads={saved_heads!r}): {first}"
+        ) from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
@@ -179,9 +183,18 @@ def _split(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
         tensors[key] = obj
         return {"__tensor__": key}
     if isinstance(obj, dict):
-        return {"__dict__": [[_split(k, tensors, f"{prefix}.k{i}"), _split(v, tensors, f"{prefix}.{i}")] for i, (k, v) in enumerate(obj.items())]}
+        return {
+            "__dict__": [
+                [_split(k, tensors, f"{prefix}.k{i}"), _split(v, tensors, f"{prefix}.{i}")]
+                for i, (k, v) in enumerate(obj.items())
+            ]
+        }
     if isinstance(obj, (list, tuple)):
-        return {"__list__" if isinstance(obj, list) else "__tuple__": [_split(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
+        return {
+            "__list__" if isinstance(obj, list) else "__tuple__": [
+                _split(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)
+            ]
+        }
     if hasattr(obj, "tolist") and not isinstance(obj, (int, float, bool, str)):
         return {"__array__": obj.tolist(), "dtype": str(obj.dtype)}
     if obj is None or isinstance(obj, (int, float, bool, str)):

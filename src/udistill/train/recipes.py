@@ -27,4 +27,6 @@ def member_recipe(base: TrainConfig, member: int, diversify: bool = True) -> Tra
     factor = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
     lr = base.lr * BASE_LR[optimizer] / BASE_LR.get(base.optimizer, 1.0) * factor
     augment = AUGMENTATIONS[int(rng.integers(len(AUGMENTATIONS)))]
-    return dataclasses.replace(base, optimizer=optimizer, lr=float(f"{lr:.3g}"), augment=augment, seed=base.seed + member)
+    return dataclasses.replace(
+        base, optimizer=optimizer, lr=float(f"{lr:.3g}"), augment=augment, seed=base.seed + member
+    )
