@@ -198,6 +198,7 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     built_from = provenance.student_inputs(cfg, model_cfg, provenance.init_path_of(cfg))
     if provenance.reusable(out / MODEL_FILE, built_from, "student"):
         return out / MODEL_FILE
+    provenance.start_stage(out, built_from, "student")
     dev = resolve_device(device or cfg.device)
     dc = cfg.distill
     init = member_dir(cfg.out_dir, 0) / MODEL_FILE if dc.init_from == "member0" else Path(dc.init_from)
@@ -289,6 +290,7 @@ def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
     }
     if provenance.reusable(out / MODEL_FILE, built_from, "control"):
         return out / MODEL_FILE
+    provenance.start_stage(out, built_from, "control")
     if not init.exists():
         raise CheckpointError(
             f"{init}: the control starts from member 0; train it first (udistill train-teacher --member 0)"

@@ -229,3 +229,42 @@ def init_path_of(cfg) -> Path:
     return (
         member_dir(cfg.out_dir, 0) / _MODEL_FILE if cfg.distill.init_from == "member0" else Path(cfg.distill.init_from)
     )
+
+
+PARTIAL_FILE = "built_from.partial.json"
+
+
+def start_stage(folder: str | Path, inputs: dict, what: str, log: Callable[[str], None] = print) -> None:
+    """Before a stage trains into ``folder``: an unfinished state left there by an earlier
+    run is resumed only if that run was building from the same inputs; a state of other
+    inputs (another recipe, retrained members) is moved to ``<run>/.stale/`` first, so a
+    resume never continues someone else's training. Records the inputs for the next start.
+    Under torchrun rank 0 decides and the others wait for it."""
+    import torch.distributed as dist
+
+    from .io import atomic_write_json
+
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        folder = Path(folder)
+        marker = folder / PARTIAL_FILE
+        partial = (
+            [p for p in (*folder.glob("last.state*"), folder / "metrics.csv") if p.exists()] if folder.is_dir() else []
+        )
+        if partial and not (folder / _MODEL_FILE).exists():
+            try:
+                recorded = json.loads(marker.read_text("utf-8"))
+            except (OSError, json.JSONDecodeError):
+                recorded = None
+            # a state from before this record existed (no marker) is resumed as it always was
+            if recorded is not None and recorded != inputs:
+                why = "it was built from other inputs: " + "; ".join(differences(recorded, inputs))
+                run = folder.parent.parent if folder.parent.name == "members" else folder.parent
+                dest = run / ".stale" / f"{folder.name}-partial-{time.strftime('%Y%m%d-%H%M%S')}"
+                dest.mkdir(parents=True, exist_ok=True)
+                for p in partial:
+                    shutil.move(str(p), str(dest / p.name))
+                log(f"[{_label(what)}] an unfinished earlier state is not resumed ({why}); moved to {dest}")
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(marker, inputs)
+    if dist.is_initialized():
+        dist.barrier()

@@ -7,6 +7,7 @@ record the stages write, so the skip points are exercised exactly as in a run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -273,3 +274,23 @@ def test_member_jobs_run_side_by_side_but_not_beside_a_run_writer(tmp_path):
     assert f"pid {experiment.pid}" in messages[0] and "no longer running" in messages[0]
     assert not (run / LOCK_NAME).exists()
     assert [p.name for p in (run / ".locks").iterdir()] == ["member-2.lock"]  # the killed member job's, free to take
+
+
+def test_an_unfinished_state_of_other_inputs_is_not_resumed(tmp_path):
+    """A training state left by a run of another recipe is moved aside, not continued; the
+    same inputs resume; the marker records what the state is being built from."""
+    from udistill.provenance import PARTIAL_FILE, start_stage
+
+    stage = tmp_path / "run" / "control"
+    start_stage(stage, {"config": "aaa"}, "control", log=lambda m: None)
+    (stage / "last.state.safetensors").write_bytes(b"state of recipe a")
+    (stage / "metrics.csv").write_text("epoch\n1\n")
+    start_stage(stage, {"config": "aaa"}, "control", log=lambda m: None)  # same inputs: kept for resuming
+    assert (stage / "last.state.safetensors").read_bytes() == b"state of recipe a"
+    said = []
+    start_stage(stage, {"config": "bbb"}, "control", log=said.append)
+    assert not (stage / "last.state.safetensors").exists() and not (stage / "metrics.csv").exists()
+    moved = list((tmp_path / "run" / ".stale").glob("control-partial-*/last.state.safetensors"))
+    assert len(moved) == 1 and moved[0].read_bytes() == b"state of recipe a"
+    assert "not resumed" in said[0] and "config" in said[0]
+    assert json.loads((stage / PARTIAL_FILE).read_text()) == {"config": "bbb"}
