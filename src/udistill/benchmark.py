@@ -5,6 +5,8 @@ forward pass does not depend on the weights; ``encoder_weights`` is ignored):
 
 - ``baseline``: the single-head network (+ softmax);
 - ``student``: the paper's student, two full heads (softmax + sigma);
+  (baseline and students honour ``train.channels_last`` and ``train.compile``: ``--set
+  train.channels_last=true`` measures the speed options training can use)
 - ``student_light``: the shared-trunk student (``model.uncertainty_head: light``);
 - ``ensemble``: F = ``teacher.members`` baselines and their softmax statistics
   (:class:`udistill.ensemble.Ensemble`: mean, std, mutual information);
@@ -92,6 +94,7 @@ def _torch_runners(
     from .export import OnnxWrapper
     from .mc_dropout import MCDropout, mc_dropout_rate
     from .models.build import build_model
+    from .train.acceleration import compile_model, to_channels_last
 
     mcfg = dataclasses.replace(cfg.model, encoder_weights=None)
     runners: dict[str, Callable] = {}
@@ -104,7 +107,8 @@ def _torch_runners(
         if name in models:
             torch.manual_seed(0)
             wrapped = OnnxWrapper(build_model(mcfg, num_classes, h)).to(dev).eval()
-            runners[name] = wrapped
+            # train.channels_last / train.compile: the speed options training uses, measured here
+            runners[name] = compile_model(to_channels_last(wrapped, cfg.train), cfg.train)
     if "ensemble" in models:
         members = []
         for k in range(cfg.teacher.members):
@@ -324,6 +328,8 @@ def run_benchmark(
         **first,
         "device": device_name(dev),
         "threads": n_threads,
+        "channels_last": bool(cfg.train.channels_last),
+        "compile": cfg.train.compile,
         "torch_version": torch.__version__,
         "onnxruntime_version": ort_version,
         "onnxruntime_providers": providers,

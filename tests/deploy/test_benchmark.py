@@ -59,4 +59,5 @@ def test_benchmark_json_has_all_keys(tmp_path, capsys):
     for key in ("device", "size", "threads", "torch_version"):
         assert key in res
     assert res["size"] == [32, 48] and list(res["by_size"]) == ["32x48"]
+    assert res["channels_last"] is False and res["compile"] is False  # the speed options measured (off)
     assert "student_light" in capsys.readouterr().out
