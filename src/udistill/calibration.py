@@ -259,32 +259,19 @@ def run_calibration(cfg: ExperimentConfig, device=None, paths: list[Path] | None
     return out
 
 
-def resolve_student_path(path: str | Path) -> Path:
-    """A student checkpoint from a file, a student folder or a run folder."""
-    from .train.loop import MODEL_FILE
-
-    p = Path(path)
-    for cand in (p, p / MODEL_FILE, p / "student" / MODEL_FILE):
-        if cand.is_file():
-            return cand
-    raise ConfigError(
-        f"{p}: no student checkpoint here (expected a .safetensors file, a student folder or a run folder)"
-    )
-
-
 def run_calibrate_cli(args) -> dict[str, dict]:
     """``udistill calibrate``: with ``--images`` on the user's own frames, otherwise on the
     config's calibration set (every student of the run, or the one named)."""
     from .config import ExperimentConfig, load_config
     from .data.registry import build_dataset
     from .device import resolve_device
-    from .models.checkpoint import read_metadata
+    from .models.checkpoint import read_metadata, resolve_checkpoint
 
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     if args.images:
         if not args.checkpoint:
             raise ConfigError("calibrate --images needs the student CHECKPOINT to calibrate")
-        path = resolve_student_path(args.checkpoint)
+        path = resolve_checkpoint(args.checkpoint)
         meta = read_metadata(path)
         size = meta.get("input_size")
         ds = build_dataset("images", "test", root=args.images, size=size)
@@ -307,5 +294,5 @@ def run_calibrate_cli(args) -> dict[str, dict]:
     if args.score:
         overrides.append(f"evaluate.ood_score={args.score}")
     cfg = load_config(ExperimentConfig, args.config, overrides)
-    paths = [resolve_student_path(args.checkpoint)] if args.checkpoint else None
+    paths = [resolve_checkpoint(args.checkpoint)] if args.checkpoint else None
     return run_calibration(cfg, args.device, paths)

@@ -231,3 +231,21 @@ def load_state(path: str | Path) -> dict:
     if meta.get("format") != "udistill-state/1":
         raise CheckpointError(f"{path}: not a udistill training state")
     return _join(meta["state"], tensors)
+
+
+_MODEL_FILE = "model.safetensors"  # train.loop.MODEL_FILE (models cannot import train)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, a student folder (``<dir>/model.safetensors``) or a run folder
+    (``<run>/student/model.safetensors``) -> the checkpoint file."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for candidate in (path / _MODEL_FILE, path / "student" / _MODEL_FILE):
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(
+        f"{path}: folder holds no student checkpoint ({_MODEL_FILE} or student/{_MODEL_FILE}); "
+        "pass the checkpoint file, its folder or the run folder"
+    )

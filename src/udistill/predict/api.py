@@ -15,13 +15,13 @@ import torch
 from ..data.labels import SCHEMES, LabelScheme
 from ..errors import CheckpointError, UdistillError
 from ..metrics.image import IMAGE_SCORES
+from ..models.checkpoint import resolve_checkpoint
 from .alarm import alarm_score, check_calibration, stored_display_range, stored_threshold
 from .backends import Infer, RawOutput, onnx_backend, torch_backend
 from .geometry import Geometry, check_frame_size
 from .inputs import as_batch
 
 BACKENDS = ("torch", "onnxruntime")
-MODEL_FILE = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -53,21 +53,6 @@ class Prediction:
             Prediction(self.labels[i], self.uncertainty[i], float(self.image_score[i]), bool(self.is_ood[i]), scores[i])
             for i in range(self.labels.shape[0])
         ]
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, a student folder (``<dir>/model.safetensors``) or a run folder
-    (``<run>/student/model.safetensors``) -> the checkpoint file."""
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    for candidate in (path / MODEL_FILE, path / "student" / MODEL_FILE):
-        if candidate.is_file():
-            return candidate
-    raise CheckpointError(
-        f"{path}: folder holds no student checkpoint ({MODEL_FILE} or student/{MODEL_FILE}); "
-        "pass the checkpoint file, its folder or the run folder"
-    )
 
 
 def make_scheme(meta: dict, num_classes: int) -> LabelScheme:
