@@ -198,7 +198,6 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     built_from = provenance.student_inputs(cfg, model_cfg, provenance.init_path_of(cfg))
     if provenance.reusable(out / MODEL_FILE, built_from, "student"):
         return out / MODEL_FILE
-    provenance.start_stage(out, built_from, "student")
     dev = resolve_device(device or cfg.device)
     dc = cfg.distill
     init = member_dir(cfg.out_dir, 0) / MODEL_FILE if dc.init_from == "member0" else Path(dc.init_from)
@@ -214,6 +213,8 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     torch.manual_seed(cfg.train.seed)  # the new uncertainty head: same init on every (re)run
     student = to_student(base, student_heads(model_cfg))
     ensemble = Ensemble.from_run(cfg.out_dir, temperature=dc.temperature, members=cfg.teacher.members).to(dev)
+    # only once the inputs are known good: a refused run leaves the run folder as it was
+    provenance.start_stage(out, built_from, "student")
     tcfg = student_train_config(cfg)
     views = views_for(dc, cfg.train.seed)
     targets = None
@@ -290,7 +291,6 @@ def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
     }
     if provenance.reusable(out / MODEL_FILE, built_from, "control"):
         return out / MODEL_FILE
-    provenance.start_stage(out, built_from, "control")
     if not init.exists():
         raise CheckpointError(
             f"{init}: the control starts from member 0; train it first (udistill train-teacher --member 0)"
@@ -299,6 +299,7 @@ def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
     train_set = dataset_for(cfg.data, "train")
     val_set = dataset_for(cfg.data, "val")
     model, _ = load_model(init, expect=cfg.model, num_classes=train_set.scheme.num_classes, heads="prediction")
+    provenance.start_stage(out, built_from, "control")
     tcfg = student_train_config(cfg)
     views = views_for(cfg.distill, cfg.train.seed)
     augment = get_recipe(tcfg.augment)

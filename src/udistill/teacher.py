@@ -66,10 +66,10 @@ def _train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> P
     built_from = provenance.member_inputs(cfg, k)
     if provenance.reusable(out / MODEL_FILE, built_from, f"member {k}"):
         return out / MODEL_FILE
-    provenance.start_stage(out, built_from, f"member {k}")
     dev = resolve_device(device or cfg.device)
     train_set = dataset_for(cfg.data, "train")
     val_set = dataset_for(cfg.data, "val")
+    provenance.start_stage(out, built_from, f"member {k}")  # once the data is known to load
     num_classes = train_set.scheme.num_classes
     tcfg = member_recipe(cfg.train, k, cfg.teacher.diversify)
     torch.manual_seed(cfg.teacher.init_seed + (k if cfg.teacher.diverse_init else 0))

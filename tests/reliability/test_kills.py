@@ -27,7 +27,7 @@ from udistill.targets import CachedTargets
 MIN_KILLS = 3
 MAX_ATTEMPTS = 12  # per stage
 POLL = 0.004
-TRAIN_LENGTH = 96  # cache: 24 batches of 4, long enough to be hit 3 times; training is capped below
+TRAIN_LENGTH = 192  # cache: 48 batches of 4, long enough to be hit 3 times; training is capped below
 CONFIG = """\
 name: kills
 out_dir: {out}
@@ -186,7 +186,10 @@ def _attempt(cfg: Path, lay: Layout, stage: str, duration: float, rng: random.Ra
         remaining = lay.distill_remaining()
     proc = subprocess.Popen(_cmd(cfg, stage), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _wait_for(proc, started)
-    delay = rng.uniform(0.0, 0.8 * remaining * duration)
+    if stage == "cache":
+        # a resumed cache signals its start only after its first batch: what is left now
+        remaining = lay.cache_remaining()
+    delay = rng.uniform(0.0, 0.6 * remaining * duration)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
