@@ -240,21 +240,10 @@ def run_benchmark(
     """Measure every model with every backend at every size; see the module docstring."""
     from .device import resolve_device
 
-    models = list(models or MODELS)
-    backends = list(backends or BACKENDS)
-    for m in models:
-        if m not in MODELS:
-            raise UdistillError(f"unknown benchmark model '{m}' (known: {', '.join(MODELS)})")
-    for b in backends:
-        if b not in BACKENDS:
-            raise UdistillError(f"unknown backend '{b}' (known: {', '.join(BACKENDS)})")
+    models, backends, sizes = _checked_choices(models, backends, sizes or [cfg.data.size or (360, 480)])
     if repeats < 1 or batch_size < 1 or warmup < 0 or (throughput_repeats is not None and throughput_repeats < 1):
         raise UdistillError("--repeats, --throughput-repeats and --batch-size must be >= 1, --warmup >= 0")
     throughput_repeats = throughput_repeats or repeats
-    sizes = [tuple(int(v) for v in s) for s in (sizes or [cfg.data.size or (360, 480)])]
-    for s in sizes:
-        if len(s) != 2 or min(s) < 1:
-            raise UdistillError(f"a benchmark size must be two positive integers H W, got {list(s)}")
     num_classes = num_classes or default_num_classes(cfg.data.dataset)
     dev = resolve_device(device or cfg.device)
     old_threads = torch.get_num_threads()
@@ -263,19 +252,7 @@ def run_benchmark(
     n_threads = torch.get_num_threads()
     say = log or (lambda _s: None)
 
-    ort_version, providers = None, None
-    if "onnxruntime" in backends:
-        try:
-            import onnxruntime
-
-            ort_version = onnxruntime.__version__
-        except ImportError:
-            warnings.warn(
-                "onnxruntime is not installed: its columns stay empty (pip install 'udistill[deploy]')",
-                UserWarning,
-                stacklevel=2,
-            )
-            backends.remove("onnxruntime")
+    ort_version, providers = _onnxruntime_version(backends), None
 
     def sync():
         if dev.type == "cuda":
@@ -288,38 +265,10 @@ def run_benchmark(
             if "onnxruntime" in backends:
                 say("exporting models to ONNX ...")
                 runners["onnxruntime"], providers = _ort_runners(cfg, num_classes, dev, models, n_threads, Path(tmp))
+            rounds = {"warmup": warmup, "repeats": repeats, "throughput_repeats": throughput_repeats}
             for h, w in sizes:
-                lat = {m: {b: None for b in BACKENDS} for m in MODELS}
-                lat_min = {m: {b: None for b in BACKENDS} for m in MODELS}
-                thr = {m: {b: None for b in BACKENDS} for m in MODELS}
-                for backend in backends:
-                    if backend == "torch":
-
-                        def make(n, h=h, w=w):
-                            return lambda: torch.rand(n, 3, h, w, device=dev)
-                    else:
-
-                        def make(n, h=h, w=w):
-                            return lambda: np.random.default_rng(0).random((n, 3, h, w), dtype=np.float32)
-
-                    say(f"{h}x{w} {backend}: latency (batch 1, {repeats} rounds) ...")
-                    t1 = _round_robin(runners[backend], make(1), warmup, repeats, sync)
-                    say(f"{h}x{w} {backend}: throughput (batch {batch_size}, {throughput_repeats} rounds) ...")
-                    tb = _round_robin(runners[backend], make(batch_size), warmup, throughput_repeats, sync)
-                    for m in runners[backend]:
-                        lat[m][backend] = t1[m][0] * 1000.0
-                        lat_min[m][backend] = t1[m][1] * 1000.0
-                        thr[m][backend] = batch_size / tb[m][0]
-                per_size[f"{h}x{w}"] = {
-                    "size": [h, w],
-                    "latency_ms": lat,
-                    "throughput_ips": thr,
-                    "ratios": _ratios(lat, "torch"),
-                    "ratios_onnxruntime": _ratios(lat, "onnxruntime"),
-                    "latency_min_ms": lat_min,
-                    "ratios_min": _ratios(lat_min, "torch"),
-                    "ratios_min_onnxruntime": _ratios(lat_min, "onnxruntime"),
-                }
+                chosen = {b: runners[b] for b in backends}
+                per_size[f"{h}x{w}"] = _measure_size(chosen, (h, w), dev, batch_size, rounds, sync, say)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -343,6 +292,76 @@ def run_benchmark(
         "warmup": warmup,
         "sizes": [list(s) for s in sizes],
         "by_size": per_size,
+    }
+
+
+def _checked_choices(models, backends, sizes) -> tuple[list[str], list[str], list[tuple[int, int]]]:
+    """The requested models, backends and sizes, refused with one line when unknown or malformed."""
+    models = list(models or MODELS)
+    backends = list(backends or BACKENDS)
+    for m in models:
+        if m not in MODELS:
+            raise UdistillError(f"unknown benchmark model '{m}' (known: {', '.join(MODELS)})")
+    for b in backends:
+        if b not in BACKENDS:
+            raise UdistillError(f"unknown backend '{b}' (known: {', '.join(BACKENDS)})")
+    sizes = [tuple(int(v) for v in s) for s in sizes]
+    for s in sizes:
+        if len(s) != 2 or min(s) < 1:
+            raise UdistillError(f"a benchmark size must be two positive integers H W, got {list(s)}")
+    return models, backends, sizes
+
+
+def _onnxruntime_version(backends: list[str]) -> str | None:
+    """onnxruntime's version; without it, a warning and ``backends`` loses 'onnxruntime'."""
+    if "onnxruntime" not in backends:
+        return None
+    try:
+        import onnxruntime
+    except ImportError:
+        warnings.warn(
+            "onnxruntime is not installed: its columns stay empty (pip install 'udistill[deploy]')",
+            UserWarning,
+            stacklevel=3,
+        )
+        backends.remove("onnxruntime")
+        return None
+    return onnxruntime.__version__
+
+
+def _measure_size(runners: dict, size: tuple[int, int], dev, batch_size: int, rounds: dict, sync, say) -> dict:
+    """Latency (batch 1) and throughput (``batch_size``) of every runner at one input size."""
+    h, w = size
+    lat = {m: {b: None for b in BACKENDS} for m in MODELS}
+    lat_min = {m: {b: None for b in BACKENDS} for m in MODELS}
+    thr = {m: {b: None for b in BACKENDS} for m in MODELS}
+    for backend, backend_runners in runners.items():
+        if backend == "torch":
+
+            def make(n):
+                return lambda: torch.rand(n, 3, h, w, device=dev)
+        else:
+
+            def make(n):
+                return lambda: np.random.default_rng(0).random((n, 3, h, w), dtype=np.float32)
+
+        say(f"{h}x{w} {backend}: latency (batch 1, {rounds['repeats']} rounds) ...")
+        t1 = _round_robin(backend_runners, make(1), rounds["warmup"], rounds["repeats"], sync)
+        say(f"{h}x{w} {backend}: throughput (batch {batch_size}, {rounds['throughput_repeats']} rounds) ...")
+        tb = _round_robin(backend_runners, make(batch_size), rounds["warmup"], rounds["throughput_repeats"], sync)
+        for m in backend_runners:
+            lat[m][backend] = t1[m][0] * 1000.0
+            lat_min[m][backend] = t1[m][1] * 1000.0
+            thr[m][backend] = batch_size / tb[m][0]
+    return {
+        "size": [h, w],
+        "latency_ms": lat,
+        "throughput_ips": thr,
+        "ratios": _ratios(lat, "torch"),
+        "ratios_onnxruntime": _ratios(lat, "onnxruntime"),
+        "latency_min_ms": lat_min,
+        "ratios_min": _ratios(lat_min, "torch"),
+        "ratios_min_onnxruntime": _ratios(lat_min, "onnxruntime"),
     }
 
 

@@ -49,7 +49,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"udistill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    # data ------------------------------------------------------------------------------
+    for add in (
+        _data_commands,
+        _pipeline_commands,
+        _calibrate_command,
+        _experiment_commands,
+        _predict_command,
+        _export_commands,
+        _benchmark_command,
+    ):
+        add(sub)
+    return parser
+
+
+def _data_commands(sub) -> None:
+    """data preview | check | export."""
     data = sub.add_parser("data", help="inspect, check and export datasets")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
     pv = dsub.add_parser("preview", help="grid of images with colourised labels (and depth)")
@@ -74,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--shift", default=None)
     ex.add_argument("--seed", type=int, default=0)
 
-    # pipeline ----------------------------------------------------------------------------
+
+def _pipeline_commands(sub) -> None:
+    """The stages one at a time: train-teacher, distill, evaluate."""
     tt = sub.add_parser("train-teacher", help="train ensemble member(s); finished members are skipped")
     _add_config_args(tt, required=True)
     g = tt.add_mutually_exclusive_group(required=True)
@@ -96,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="tables, figures and results.json for baseline, teacher and student")
     _add_config_args(ev, required=True)
 
+
+def _calibrate_command(sub) -> None:
     ca = sub.add_parser(
         "calibrate",
         help="fit the OOD alarm of a student (threshold at a false-alarm rate) and store it in its checkpoint",
@@ -128,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ca.add_argument("--score", default=None, help="image score: auto, min, mean, median, max, median_plus_min_over_max")
 
+
+def _experiment_commands(sub) -> None:
     xp = sub.add_parser("experiment", help="the whole pipeline for one config: members, student, evaluation")
     _add_config_args(xp, required=True)
     xp.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
@@ -137,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     dm.add_argument("--device", default=None)
 
-    # deployment ----------------------------------------------------------------------------
+
+def _predict_command(sub) -> None:
     pr = sub.add_parser(
         "predict",
         help="segmentation, uncertainty and OOD flag for images, folders, videos",
@@ -176,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="bad input: report and skip it (exit 3 at the end) or stop at once (exit 2)",
     )
 
+
+def _export_commands(sub) -> None:
+    """export (ONNX) and ood-report."""
     xo = sub.add_parser("export", help="export the student to ONNX")
     xo.add_argument("checkpoint", help="student checkpoint file, its folder, or the run folder")
     xo.add_argument("--onnx", required=True, help="output .onnx path")
@@ -209,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     orp.add_argument("--native", action="store_true", help="run at each frame's own size")
     orp.add_argument("--device", default=None)
 
+
+def _benchmark_command(sub) -> None:
     bm = sub.add_parser("benchmark", help="latency and throughput of baseline, students, ensemble, MC dropout")
     bm.add_argument("--config", "-c", default=None)
     bm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -246,7 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument(
         "--classes", type=int, default=None, help="number of classes (default: from the dataset name, 11 or 19)"
     )
-    return parser
 
 
 def _cmd_data(args) -> int:
@@ -280,103 +305,137 @@ def _cmd_data(args) -> int:
     return 2
 
 
-def _dispatch(args) -> int:
-    if args.command == "data":
-        return _cmd_data(args)
-    if args.command == "train-teacher":
-        from .teacher import parse_members, train_members
+def _cmd_train_teacher(args) -> int:
+    from .teacher import parse_members, train_members
 
-        cfg = _experiment_config(args)
-        members = [args.member] if args.member is not None else parse_members(args.members)
-        with _distributed() as ctx:
-            paths = train_members(cfg, members)
-            if ctx.is_main:
-                for p in paths:
-                    print(f"member ready: {p}")
-        return 0
-    if args.command == "distill":
-        from .distill import run_control, run_distill
-
-        cfg = _experiment_config(args)
-        with _distributed() as ctx:
-            if getattr(args, "control", False):
-                path, what = run_control(cfg), "control"
-            else:
-                path, what = run_distill(cfg, heads="light" if getattr(args, "light", False) else None), "student"
-            if ctx.is_main:
-                print(f"{what} ready: {path}")
-        return 0
-    if args.command == "evaluate":
-        from .evaluate import run_evaluation
-        from .provenance import check_run
-        from .runlock import run_lock
-
-        cfg = _experiment_config(args)
-        with _distributed() as ctx, run_lock(cfg.out_dir):  # torchrun: ranks share the images, rank 0 writes
-            check_run(cfg)  # a stale student (members retrained since) is refused, not evaluated
-            out = run_evaluation(cfg)
+    cfg = _experiment_config(args)
+    members = [args.member] if args.member is not None else parse_members(args.members)
+    with _distributed() as ctx:
+        paths = train_members(cfg, members)
         if ctx.is_main:
-            print(f"report: {out / 'report.html'}")
+            for p in paths:
+                print(f"member ready: {p}")
+    return 0
+
+
+def _cmd_distill(args) -> int:
+    from .distill import run_control, run_distill
+
+    cfg = _experiment_config(args)
+    with _distributed() as ctx:
+        if getattr(args, "control", False):
+            path, what = run_control(cfg), "control"
+        else:
+            path, what = run_distill(cfg, heads="light" if getattr(args, "light", False) else None), "student"
+        if ctx.is_main:
+            print(f"{what} ready: {path}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import run_evaluation
+    from .provenance import check_run
+    from .runlock import run_lock
+
+    cfg = _experiment_config(args)
+    with _distributed() as ctx, run_lock(cfg.out_dir):  # torchrun: ranks share the images, rank 0 writes
+        check_run(cfg)  # a stale student (members retrained since) is refused, not evaluated
+        out = run_evaluation(cfg)
+    if ctx.is_main:
+        print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from .calibration import run_calibrate_cli
+
+    for path, rec in run_calibrate_cli(args).items():
+        print(
+            f"{path}: alarm score {rec['score']}, threshold {rec['thresholds'][rec['score']]:.6g} at "
+            f"{rec['false_alarm_rate']:.1%} false alarms on {rec['calibration_set']}"
+        )
+    return 0
+
+
+def _cmd_experiment(args) -> int:
+    from .experiment import describe_plan, run_experiment
+
+    cfg = _experiment_config(args)
+    if args.dry_run:
+        print(describe_plan(cfg, args.config, [*args.overrides, *([f"device={args.device}"] if args.device else [])]))
         return 0
-    if args.command == "calibrate":
-        from .calibration import run_calibrate_cli
+    run_experiment(cfg)
+    return 0
 
-        for path, rec in run_calibrate_cli(args).items():
-            print(
-                f"{path}: alarm score {rec['score']}, threshold {rec['thresholds'][rec['score']]:.6g} at "
-                f"{rec['false_alarm_rate']:.1%} false alarms on {rec['calibration_set']}"
-            )
-        return 0
-    if args.command == "experiment":
-        from .experiment import describe_plan, run_experiment
 
-        cfg = _experiment_config(args)
-        if args.dry_run:
-            print(
-                describe_plan(cfg, args.config, [*args.overrides, *([f"device={args.device}"] if args.device else [])])
-            )
-            return 0
-        run_experiment(cfg)
-        return 0
-    if args.command == "demo":
-        from .demo import run_demo
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
 
-        run_demo(args.out, overrides=args.overrides, device=args.device)
-        return 0
-    if args.command == "predict":
-        from .predict import run_predict
+    run_demo(args.out, overrides=args.overrides, device=args.device)
+    return 0
 
-        return run_predict(args)["exit_code"]
-    if args.command == "export":
-        from .export import export_onnx
 
-        if args.int8 and not args.calibration_images:
-            from .errors import UdistillError
+def _cmd_predict(args) -> int:
+    from .predict import run_predict
 
-            raise UdistillError("--int8 needs --calibration-images DIR (your frames, to fit the activation ranges)")
-        path = export_onnx(args.checkpoint, args.onnx, opset=args.opset, native=args.native, fused=args.fused)
-        print(f"wrote {path}")
-        if args.int8:
-            from .quantize import quantize_onnx
+    return run_predict(args)["exit_code"]
 
-            int8 = path.with_name(path.stem + ".int8.onnx")
-            fid = quantize_onnx(path, int8, args.calibration_images)
-            print(
-                f"wrote {int8} (int8; on {fid['holdout_images']} held-out images: label agreement "
-                f"{100 * fid['label_agreement']:.2f} %, U Pearson {fid['u_pearson']:.4f})"
-            )
-        return 0
-    if args.command == "ood-report":
-        from .ood_report import run_ood_report
 
-        return run_ood_report(args)
-    if args.command == "benchmark":
-        from .benchmark import run_benchmark_cli
+def _cmd_export(args) -> int:
+    from .export import export_onnx
 
-        run_benchmark_cli(args)
-        return 0
-    build_parser().print_help()
-    return 2
+    if args.int8 and not args.calibration_images:
+        from .errors import UdistillError
+
+        raise UdistillError("--int8 needs --calibration-images DIR (your frames, to fit the activation ranges)")
+    path = export_onnx(args.checkpoint, args.onnx, opset=args.opset, native=args.native, fused=args.fused)
+    print(f"wrote {path}")
+    if args.int8:
+        from .quantize import quantize_onnx
+
+        int8 = path.with_name(path.stem + ".int8.onnx")
+        fid = quantize_onnx(path, int8, args.calibration_images)
+        print(
+            f"wrote {int8} (int8; on {fid['holdout_images']} held-out images: label agreement "
+            f"{100 * fid['label_agreement']:.2f} %, U Pearson {fid['u_pearson']:.4f})"
+        )
+    return 0
+
+
+def _cmd_ood_report(args) -> int:
+    from .ood_report import run_ood_report
+
+    return run_ood_report(args)
+
+
+def _cmd_benchmark(args) -> int:
+    from .benchmark import run_benchmark_cli
+
+    run_benchmark_cli(args)
+    return 0
+
+
+_COMMANDS = {
+    "data": _cmd_data,
+    "train-teacher": _cmd_train_teacher,
+    "distill": _cmd_distill,
+    "evaluate": _cmd_evaluate,
+    "calibrate": _cmd_calibrate,
+    "experiment": _cmd_experiment,
+    "demo": _cmd_demo,
+    "predict": _cmd_predict,
+    "export": _cmd_export,
+    "ood-report": _cmd_ood_report,
+    "benchmark": _cmd_benchmark,
+}
+
+
+def _dispatch(args) -> int:
+    run = _COMMANDS.get(args.command)
+    if run is None:
+        build_parser().print_help()
+        return 2
+    return run(args)
 
 
 class _distributed:

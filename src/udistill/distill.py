@@ -37,7 +37,7 @@ from .models.checkpoint import load_model
 from .perturb import PerturbedViews, ViewDataset
 from .runlock import locks_run
 from .targets import build_cache
-from .teacher import data_meta
+from .teacher import data_meta, train_on_labels
 from .train.loop import MODEL_FILE, fit, is_main_process
 
 RECIPES = {
@@ -305,21 +305,6 @@ def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
     augment = get_recipe(tcfg.augment)
     if views is not None and augment.photometric != "none":
         augment = dataclasses.replace(augment, photometric="none")  # as the student: views, then geometry
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(dataclasses.replace(cfg, train=tcfg), out / "config.yaml")
-    fit(
-        model,
-        train_set,
-        val_set,
-        tcfg,
-        out,
-        train_set.scheme.num_classes,
-        device=dev,
-        augment=augment,
-        views=views,
-        num_workers=cfg.data.num_workers,
-        model_meta={**data_meta(train_set), "role": "control", "built_from": built_from},
-        desc="control",
-    )
-    return out / MODEL_FILE
+    meta = {"role": "control", "built_from": built_from}
+    sets = (train_set, val_set)
+    return train_on_labels(cfg, tcfg, model, sets, out, dev, meta, desc="control", augment=augment, views=views)

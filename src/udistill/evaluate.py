@@ -518,6 +518,52 @@ def agreement_results(acc: SetAccumulator) -> dict:
     return agree
 
 
+def in_distribution_results(acc_in: SetAccumulator) -> dict:
+    """Everything measured on the in-distribution test set: mIoU, per-predictor calibration,
+    pixel-error metrics, σ agreement with the teacher, the per-class mean uncertainty."""
+    results = summarise(acc_in)
+    results["predictors"] = predictor_table(acc_in)
+    results["per_class_uncertainty"] = {
+        who: (acc_in.unc_sum[who] / acc_in.unc_cnt[who].clamp_min(1))
+        .where(acc_in.unc_cnt[who] > 0, torch.tensor(float("nan"), dtype=torch.float64))
+        .tolist()
+        for who in acc_in.unc_who
+    }
+    results["mean_uncertainty"] = {who: float(np.mean(acc_in.scores[PRIMARY[who]]["mean"])) for who in acc_in.unc_who}
+    results["pixel"], results["pixel_student_errors"], results["curves"] = pixel_results(acc_in, results["predictors"])
+    results["agreement"] = agreement_results(acc_in)
+    if acc_in.agree_light is not None:  # the light student's U against the ensemble's
+        results["agreement_light"] = {
+            **acc_in.agree_light.compute(),
+            "scale_ratio_by_decile": acc_in.agree_light.ratio_by_decile(),
+        }
+    results["sigma_hist2d"] = acc_in.sigma2d.compute()
+    return results
+
+
+def shift_results(acc_in: SetAccumulator, acc: SetAccumulator, methods, alarms: dict) -> dict:
+    """One shift against the in-distribution test set: mIoU, image-level OOD AUROC/FPR95 of
+    every (method, image score), and the stored alarms' operating points."""
+    s = summarise(acc)
+    ood = {
+        m.key: {sc: ood_metrics(acc_in.scores[m.key][sc], acc.scores[m.key][sc]) for sc in IMAGE_SCORES}
+        for m in methods
+    }
+    entry = {
+        "miou": s["miou"],
+        "per_class_iou": s["per_class_iou"],
+        "images": len(acc.names),
+        "predictors": predictor_table(acc),
+        "ood": {m: {sc: {"auroc": v["auroc"], "fpr95": v["fpr95"]} for sc, v in d.items()} for m, d in ood.items()},
+        "roc": {sc: ood["student_sigma"][sc]["roc"] for sc in IMAGE_SCORES},
+    }
+    ops = operating_points(alarms, acc_in.scores, acc.scores)
+    if ops:
+        entry["operating_points"] = ops
+        entry["operating_point"] = ops.get("student") or next(iter(ops.values()))
+    return entry
+
+
 def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: bool = True) -> Path:
     """Evaluate the run in ``cfg.out_dir``; writes ``evaluation/`` with results.json and the report."""
     from .calibration import test_sets
@@ -551,28 +597,11 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
         "images": len(acc_in.names),
         "methods": {m.key: {"predictor": m.predictor, "score": m.score, "label": m.label} for m in methods},
     }
-    results.update(summarise(acc_in))
-    results["predictors"] = predictor_table(acc_in)
-    results["per_class_uncertainty"] = {
-        who: (acc_in.unc_sum[who] / acc_in.unc_cnt[who].clamp_min(1))
-        .where(acc_in.unc_cnt[who] > 0, torch.tensor(float("nan"), dtype=torch.float64))
-        .tolist()
-        for who in acc_in.unc_who
-    }
-    results["mean_uncertainty"] = {who: float(np.mean(acc_in.scores[PRIMARY[who]]["mean"])) for who in acc_in.unc_who}
-    results["pixel"], results["pixel_student_errors"], results["curves"] = pixel_results(acc_in, results["predictors"])
-    results["agreement"] = agreement_results(acc_in)
-    if acc_in.agree_light is not None:  # the light student's U against the ensemble's
-        results["agreement_light"] = {
-            **acc_in.agree_light.compute(),
-            "scale_ratio_by_decile": acc_in.agree_light.ratio_by_decile(),
-        }
-    results["sigma_hist2d"] = acc_in.sigma2d.compute()
+    results.update(in_distribution_results(acc_in))
     image_scores_by_set = {"in-distribution": acc_in.scores}
     examples = {"in-distribution": acc_in.examples}
     alarms = models.alarms
     if alarms:
-        cal_name = next(iter(alarms.values())).get("calibration_set")
         results["alarm"] = {
             who: {
                 k: a.get(k)
@@ -580,28 +609,11 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
             }
             for who, a in alarms.items()
         }
-        results["alarm_calibration_set"] = cal_name
+        results["alarm_calibration_set"] = next(iter(alarms.values())).get("calibration_set")
     results["shifts"] = {}
     for spec in parse_shifts(cfg.data):
         acc = shifted[spec.name]
-        s = summarise(acc)
-        ood = {
-            m.key: {sc: ood_metrics(acc_in.scores[m.key][sc], acc.scores[m.key][sc]) for sc in IMAGE_SCORES}
-            for m in methods
-        }
-        entry = {
-            "miou": s["miou"],
-            "per_class_iou": s["per_class_iou"],
-            "images": len(acc.names),
-            "predictors": predictor_table(acc),
-            "ood": {m: {sc: {"auroc": v["auroc"], "fpr95": v["fpr95"]} for sc, v in d.items()} for m, d in ood.items()},
-            "roc": {sc: ood["student_sigma"][sc]["roc"] for sc in IMAGE_SCORES},
-        }
-        ops = operating_points(alarms, acc_in.scores, acc.scores)
-        if ops:
-            entry["operating_points"] = ops
-            entry["operating_point"] = ops.get("student") or next(iter(ops.values()))
-        results["shifts"][spec.name] = entry
+        results["shifts"][spec.name] = shift_results(acc_in, acc, methods, alarms)
         image_scores_by_set[spec.name] = acc.scores
         examples[spec.name] = acc.examples
     keep = ("student_sigma", "ensemble_std", "baseline_msp", "student_light_sigma")

@@ -148,24 +148,26 @@ class Stage:
     note: str = ""
 
 
+def _secs(images, per_image_factor, ips):
+    """Seconds for ``images`` x ``per_image_factor`` passes at ``ips`` images/s (None if unknown)."""
+    if images is None or ips is None:
+        return None
+    return images * per_image_factor / ips
+
+
 def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
     """Per-stage disk and time, and the notes that say where the figures come from."""
     from .data.from_config import parse_shifts
-    from .distill import views_for
-    from .targets import cache_nbytes
-    from .train.recipes import member_recipe
 
-    t, dc, ec = cfg.train, cfg.distill, cfg.evaluate
-    n_train, how_train = count_images(cfg, "train")
-    n_val, how_val = count_images(cfg, "val")
-    n_test, how_test = count_images(cfg, "test")
+    counts = {split: count_images(cfg, split) for split in ("train", "val", "test")}
     shifts = [(s.name, *count_images(cfg, "test", shift=s)) for s in parse_shifts(cfg.data)]
 
     def count(n, how):
         return f"{'?' if n is None else n} ({how})"
 
     notes = [
-        f"images: train {count(n_train, how_train)}, val {count(n_val, how_val)}, test {count(n_test, how_test)}"
+        "images: "
+        + ", ".join(f"{split} {count(*counts[split])}" for split in counts)
         + "".join(f", {name} {count(n, how)}" for name, n, how in shifts)
     ]
     train_ips, train_note = throughput(cfg, "train")
@@ -176,18 +178,30 @@ def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
         "time: CPU seconds of one thread (no GPU measured in this project: divide by your hardware's speed-up; "
         "cache and evaluation also divide by the number of torchrun processes)",
     ]
+    stages = _training_stages(cfg, counts["train"][0], train_ips, fwd_ips)
+    eval_sets = [("test", counts["test"][0])] + [(name, n) for name, n, _ in shifts]
+    stages += _evaluation_stages(cfg, counts["val"][0], eval_sets, fwd_ips)
+    eb = MEASURED["evaluation_bytes"]
+    notes.append(
+        f"disk: checkpoints = weights + last.state (weights + optimiser buffers), from the model's parameter count; "
+        f"evaluation from {eb['source']}"
+    )
+    return stages, notes
 
-    def secs(images, per_image_factor, ips):
-        if images is None or ips is None:
-            return None
-        return images * per_image_factor / ips
 
+def _training_stages(cfg: ExperimentConfig, n_train, train_ips, fwd_ips) -> list[Stage]:
+    """Members, teacher cache, student(s) and control."""
+    from .distill import views_for
+    from .targets import cache_nbytes
+    from .train.recipes import member_recipe
+
+    t, dc = cfg.train, cfg.distill
     weights, params = model_bytes(cfg)
     stages = []
     for k in range(cfg.teacher.members):
         r = member_recipe(t, k, cfg.teacher.diversify)
         state = weights + params * optimizer_copies(r.optimizer, r.momentum)
-        stages.append(Stage(f"member {k}", weights + state, secs(n_train, t.epochs, train_ips), f"{r.optimizer}"))
+        stages.append(Stage(f"member {k}", weights + state, _secs(n_train, t.epochs, train_ips), f"{r.optimizer}"))
     views = views_for(dc, t.seed)
     k_views = views.count if views is not None else 1
     size = tuple(cfg.data.size) if cfg.data.size else None
@@ -199,7 +213,7 @@ def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
                 Stage(
                     "teacher cache",
                     cache_nbytes(n_train * k_views, _num_classes(cfg), size, dc.cache_reduction),
-                    secs(n_train * k_views, cfg.teacher.members, fwd_ips),
+                    _secs(n_train * k_views, cfg.teacher.members, fwd_ips),
                     f"{n_train * k_views} entries at 1/{dc.cache_reduction}",
                 )
             )
@@ -209,36 +223,29 @@ def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
     epochs = dc.epochs or t.epochs
     ratio = MEASURED["distill_over_train"][dc.targets if dc.targets in ("cached", "online") else "online"]
     student_state = s_weights + s_params * optimizer_copies(t.optimizer, t.momentum)
-    stages.append(
-        Stage(
-            "student",
-            s_weights + student_state,
-            secs(n_train, epochs * ratio, train_ips),
-            f"{epochs} epochs, targets {dc.targets}",
-        )
-    )
+    student_time = _secs(n_train, epochs * ratio, train_ips)
+    stages.append(Stage("student", s_weights + student_state, student_time, f"{epochs} epochs, targets {dc.targets}"))
     if dc.light_student and cfg.model.uncertainty_head != "light":
         lw, lp = model_bytes(cfg, "prediction+uncertainty-light")
-        stages.append(
-            Stage(
-                "light student",
-                2 * lw + lp * optimizer_copies(t.optimizer, t.momentum),
-                secs(n_train, epochs * ratio, train_ips),
-            )
-        )
+        stages.append(Stage("light student", 2 * lw + lp * optimizer_copies(t.optimizer, t.momentum), student_time))
     if dc.control:
         stages.append(
             Stage(
                 "control",
                 2 * weights + params * optimizer_copies(t.optimizer, t.momentum),
-                secs(n_train, epochs, train_ips),
+                _secs(n_train, epochs, train_ips),
                 "member 0 on labels, the student's epochs",
             )
         )
+    return stages
+
+
+def _evaluation_stages(cfg: ExperimentConfig, n_val, eval_sets: list, fwd_ips) -> list[Stage]:
+    """Calibration of the alarm and the evaluation of every predictor on every test set."""
+    dc, ec = cfg.distill, cfg.evaluate
     fw = MEASURED["forward"]
     student_cost = fw["student_over_baseline"] * (2 if dc.light_student else 1)
-    stages.append(Stage("calibrate", 0.0, secs(n_val, student_cost, fwd_ips), "alarm stored in the student checkpoint"))
-    eval_sets = [("test", n_test)] + [(name, n) for name, n, _ in shifts]
+    stages = [Stage("calibrate", 0.0, _secs(n_val, student_cost, fwd_ips), "alarm stored in the student checkpoint")]
     cap = (lambda n: n) if ec.max_images is None else (lambda n: min(n, ec.max_images))
     known = sum(cap(n) for _, n in eval_sets if n is not None)
     uncounted = [name for name, n in eval_sets if n is None]
@@ -252,12 +259,8 @@ def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
             "" if fwd_ips is None else f", {_fmt_time(per_image / fwd_ips)} and {_fmt_bytes(eb['per_image'])} per image"
         )
         note += f" + the images of {', '.join(uncounted)} (not counted: data not here{each})"
-    stages.append(Stage("evaluate", eb["fixed"] + eb["per_image"] * known, secs(known, per_image, fwd_ips), note))
-    notes.append(
-        f"disk: checkpoints = weights + last.state (weights + optimiser buffers), from the model's parameter count; "
-        f"evaluation from {eb['source']}"
-    )
-    return stages, notes
+    stages.append(Stage("evaluate", eb["fixed"] + eb["per_image"] * known, _secs(known, per_image, fwd_ips), note))
+    return stages
 
 
 def plan_commands(cfg: ExperimentConfig, config_path: str | None = None, overrides: Sequence[str] = ()) -> list[str]:

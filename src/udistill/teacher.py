@@ -75,6 +75,14 @@ def _train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> P
     torch.manual_seed(cfg.teacher.init_seed + (k if cfg.teacher.diverse_init else 0))
     # resuming: the weights come from the training state, so no ImageNet download (offline)
     model = build_model(cfg.model, num_classes, "prediction", pretrained=not (out / STATE_FILE).exists())
+    meta = {"role": "member", "member": k, "built_from": built_from}
+    return train_on_labels(cfg, tcfg, model, (train_set, val_set), out, dev, meta, desc=f"member {k}")
+
+
+def train_on_labels(cfg: ExperimentConfig, tcfg, model, sets, out: Path, dev, meta: dict, desc: str, **fit_options):
+    """Train ``model`` with cross-entropy on ``sets`` = (train, val) into ``out`` (a member, or
+    the control): the stage's config is saved beside it and the checkpoint records ``meta``."""
+    train_set, val_set = sets
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         save_config(dataclasses.replace(cfg, train=tcfg), out / "config.yaml")
@@ -84,11 +92,12 @@ def _train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> P
         val_set,
         tcfg,
         out,
-        num_classes,
+        train_set.scheme.num_classes,
         device=dev,
         num_workers=cfg.data.num_workers,
-        model_meta={**data_meta(train_set), "role": "member", "member": k, "built_from": built_from},
-        desc=f"member {k}",
+        model_meta={**data_meta(train_set), **meta},
+        desc=desc,
+        **fit_options,
     )
     return out / MODEL_FILE
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .files import FileDataset, as_list, find_images, paired_sample, resolve_root
+from .files import FileDataset, as_list, find_images, paired_samples, resolve_root
 from .imageio import read_color_label
 from .labels import CITYSCAPES19, IGNORE_INDEX
 from .registry import register_dataset
@@ -185,11 +185,12 @@ def build_a2d2(
         for cam in _camera_names(seq_dir, cameras):
             token = cam.replace("_", "")
             cam_dir = seq_dir / "camera" / f"cam_{cam}"
-            for image in find_images(cam_dir, f"*_camera_{token}_*.png"):
-                label = seq_dir / "label" / f"cam_{cam}" / image.name.replace(f"_camera_{token}_", f"_label_{token}_")
-                sample = paired_sample(image, label, strict, problems)
-                if sample is not None:
-                    samples.append(sample)
+            label_dir = seq_dir / "label" / f"cam_{cam}"
+            pairs = (
+                (image, label_dir / image.name.replace(f"_camera_{token}_", f"_label_{token}_"))
+                for image in find_images(cam_dir, f"*_camera_{token}_*.png")
+            )
+            samples += paired_samples(pairs, strict, problems)
     cams = cameras if isinstance(cameras, str) else list(cameras)
     return A2D2(
         root=root,

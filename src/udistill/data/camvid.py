@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .files import FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, paired_sample, resolve_root
+from .files import FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, paired_samples, resolve_root
 from .imageio import read_label
 from .labels import CAMVID11, IGNORE_INDEX
 from .registry import register_dataset
@@ -117,13 +117,8 @@ def _from_folders(root: Path, split: str, strict: bool, problems: list) -> list[
         raise DataError(f"{image_dir}: CamVid split folder not found (and no {split}.txt list file)")
     if not label_dir.is_dir():
         raise DataError(f"{label_dir}: CamVid label folder not found for split '{split}'")
-    samples = []
-    for image in find_images(image_dir):
-        label = label_dir / f"{image.stem}.png"
-        sample = paired_sample(image, label, strict, problems)
-        if sample is not None:
-            samples.append(sample)
-    return samples
+    pairs = ((image, label_dir / f"{image.stem}.png") for image in find_images(image_dir))
+    return paired_samples(pairs, strict, problems)
 
 
 @register_dataset("camvid")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .files import FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, paired_sample, resolve_root
+from .files import FileDataset, Sample, apply_lut, as_list, find_images, lut_from_table, paired_samples, resolve_root
 from .imageio import read_label
 from .labels import CITYSCAPES19
 from .registry import register_dataset
@@ -107,14 +107,13 @@ def _scan(
     for city_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         if keep is not None and city_dir.name not in keep:
             continue
-        for image in find_images(city_dir, "*_leftImg8bit*"):
-            m = _FRAME.match(image.stem)
-            if m is None or not accept(m.group("suffix")):
-                continue
-            label = gt_dir / city_dir.name / f"{m.group('frame')}_gtFine_labelIds.png"
-            sample = paired_sample(image, label, strict, problems)
-            if sample is not None:
-                samples.append(sample)
+        frames = ((image, _FRAME.match(image.stem)) for image in find_images(city_dir, "*_leftImg8bit*"))
+        pairs = (
+            (image, gt_dir / city_dir.name / f"{m.group('frame')}_gtFine_labelIds.png")
+            for image, m in frames
+            if m is not None and accept(m.group("suffix"))
+        )
+        samples += paired_samples(pairs, strict, problems)
     return samples
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,3 +254,9 @@ def paired_sample(image: Path, label: Path, strict: bool, problems: list) -> Sam
         raise DataError(msg)
     problems.append((str(image), msg))
     return None
+
+
+def paired_samples(pairs: Iterable[tuple[Path, Path]], strict: bool, problems: list) -> list[Sample]:
+    """The samples of the (image, label) ``pairs`` whose label exists (see paired_sample)."""
+    found = (paired_sample(image, label, strict, problems) for image, label in pairs)
+    return [s for s in found if s is not None]

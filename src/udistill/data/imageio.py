@@ -55,11 +55,7 @@ def _open(path: Path, what: str) -> Image.Image:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an RGB image as (H, W, 3) uint8. Grayscale and RGBA are converted to RGB."""
-    path = Path(path)
-    img = _open(path, "image")
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    return np.array(img, dtype=np.uint8)
+    return _read_rgb(Path(path), "image")
 
 
 def read_label(path: str | Path) -> np.ndarray:
@@ -80,8 +76,11 @@ def read_label(path: str | Path) -> np.ndarray:
 
 def read_color_label(path: str | Path) -> np.ndarray:
     """Read a colour-coded label image (A2D2) as (H, W, 3) uint8."""
-    path = Path(path)
-    img = _open(path, "label")
+    return _read_rgb(Path(path), "label")
+
+
+def _read_rgb(path: Path, what: str) -> np.ndarray:
+    img = _open(path, what)
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.array(img, dtype=np.uint8)

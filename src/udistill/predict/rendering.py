@@ -16,22 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colours import HEATMAP, colormap_lut
 from ..data.labels import LabelScheme
 from ..errors import UdistillError
 from ..io import atomic_write_bytes
 
-HEATMAP = "inferno"
 ROWS = 256  # rows per band when drawing large frames
-_LUT: dict[str, np.ndarray] = {}
-
-
-def colormap_lut(cmap: str = HEATMAP) -> np.ndarray:
-    """(256, 3) uint8 colours of a matplotlib colour map."""
-    if cmap not in _LUT:
-        import matplotlib
-
-        _LUT[cmap] = (matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
-    return _LUT[cmap]
 
 
 def heatmap(u: np.ndarray, vmax: float = 1.0, cmap: str = HEATMAP, vmin: float = 0.0) -> np.ndarray:

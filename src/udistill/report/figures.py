@@ -31,6 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from ..colours import HEATMAP
 from ..data.labels import IGNORE_INDEX
 from ..io import atomic_path
 
@@ -120,7 +121,7 @@ def plot_examples(
     ignore_index: int = IGNORE_INDEX,
     uncertainty_max: float | None = None,
     show_label: bool = False,
-    cmap: str = "inferno",
+    cmap: str = HEATMAP,
 ) -> Path:
     """Fig 2 / Fig 5: one row per example, columns image / segmentation / error map /
     uncertainty map (with a colour bar).
@@ -214,9 +215,7 @@ def plot_sigma_hexbin(
         mesh = ax.pcolormesh(xe, ye, shown.T, cmap=cmap, shading="flat", **kw)
         fig.colorbar(mesh, ax=ax, label="pixels" if norm is not None else "fraction wrong")
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, alpha=0.7)
-        ax.set_xlim(xe[0], xe[-1])
-        ax.set_ylim(ye[0], ye[-1])
-        ax.set_xlabel(xlabel)
+        ax.set(xlim=(xe[0], xe[-1]), ylim=(ye[0], ye[-1]), xlabel=xlabel)
         ax.set_title(name, fontsize=10)
         ax.set_aspect("auto")
     axes[0].set_ylabel(ylabel)
@@ -259,11 +258,8 @@ def plot_uncertainty_histograms(
         ax.stairs(neg, edges, color=CORRECT_COLOR, lw=1.2)
         ax.stairs(pos, edges, fill=True, color=WRONG_COLOR, alpha=0.35, label="incorrect")
         ax.stairs(pos, edges, color=WRONG_COLOR, lw=1.2)
-        if log:
-            ax.set_xscale("log")
-        ax.set_xlim(edges[0], edges[-1])
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel(str(h.get("xlabel", "uncertainty" + (" (log scale, log-spaced bins)" if log else ""))))
+        xlabel = str(h.get("xlabel", "uncertainty" + (" (log scale, log-spaced bins)" if log else "")))
+        ax.set(xscale="log" if log else "linear", xlim=(edges[0], edges[-1]), ylim=(0, None), xlabel=xlabel)
         ax.set_title(f"({chr(ord('a') + k)}) {h.get('title', name)}", fontsize=10)
         ax.legend(frameon=False, fontsize=8)
     axes[0].set_ylabel("normalised frequency")
@@ -305,11 +301,13 @@ def plot_image_score_roc(
             label=lab,
             drawstyle="default",
         )
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("False positive rate (in-distribution flagged as OOD)")
-    ax.set_ylabel("True positive rate (OOD detected)")
-    ax.set_title(title or "Image-level OOD detection")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="False positive rate (in-distribution flagged as OOD)",
+        ylabel="True positive rate (OOD detected)",
+        title=title or "Image-level OOD detection",
+    )
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, out)
@@ -383,11 +381,13 @@ def plot_risk_coverage(
         if aurc is not None and not (isinstance(aurc, float) and math.isnan(aurc)):
             lab += f" (AURC {aurc:.4f})"
         ax.plot(c["coverage"], c["risk"], lw=1.5, color=next(colors), label=lab)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("coverage (fraction of pixels kept, most confident first)")
-    ax.set_ylabel("risk (error rate among kept pixels)")
-    ax.set_title(title or "Risk-coverage")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, None),
+        xlabel="coverage (fraction of pixels kept, most confident first)",
+        ylabel="risk (error rate among kept pixels)",
+        title=title or "Risk-coverage",
+    )
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     return _save(fig, out)
@@ -412,11 +412,13 @@ def plot_reliability(
         if c.get("ece") is not None:
             lab += f" (ECE {c['ece']:.3f})"
         ax.plot(conf[ok], acc[ok], marker="o", ms=3, lw=1.3, color=next(colors), label=lab)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (max softmax probability)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title or "Reliability")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence (max softmax probability)",
+        ylabel="accuracy",
+        title=title or "Reliability",
+    )
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     return _save(fig, out)
@@ -439,13 +441,14 @@ def plot_sigma_scale(means: Mapping[str, Any], out: str | os.PathLike, title: st
         sizes = 10 + 60 * cnt[ok] / cnt[ok].max()
         ax.scatter(my[ok], mx[ok], s=sizes, color=WRONG_COLOR, alpha=0.8, label="binned mean (size = pixels)")
         ax.plot(my[ok], mx[ok], color=WRONG_COLOR, lw=1)
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("teacher U (ensemble mean Σ)")
-    ax.set_ylabel("student U (mean σ)")
-    ax.set_title(title or "Scale of the student's uncertainty")
+        ax.set(xlim=(lo, hi), ylim=(lo, hi))
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="teacher U (ensemble mean Σ)",
+        ylabel="student U (mean σ)",
+        title=title or "Scale of the student's uncertainty",
+    )
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, which="both")
     return _save(fig, out)

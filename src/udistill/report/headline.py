@@ -61,6 +61,17 @@ def _best_ood(ood: Mapping, predictors: tuple[str, ...]) -> tuple[float | None, 
     return best, which
 
 
+def _row(what: str, student, ensemble, student_by=None, ensemble_by=None, note: str = "") -> dict:
+    return {
+        "what": what,
+        "student": student,
+        "ensemble": ensemble,
+        "student_by": student_by,
+        "ensemble_by": ensemble_by,
+        "note": note,
+    }
+
+
 def headline_rows(results: Mapping) -> list[dict]:
     """Rows ``{what, student, ensemble, student_by, ensemble_by, note}`` (numbers or None)."""
     rows = []
@@ -69,39 +80,13 @@ def headline_rows(results: Mapping) -> list[dict]:
         ("auroc", True, "pixel errors of the student: AUROC ↑"),
         ("eaurc", False, "pixel errors of the student: E-AURC ↓"),
     ):
-        s, sw = _best(vs, SIDES["student"], metric, higher)
-        e, ew = _best(vs, SIDES["ensemble"], metric, higher)
         b = _num((vs.get("baseline_msp") or {}).get(metric))
-        rows.append(
-            {
-                "what": label,
-                "student": s,
-                "ensemble": e,
-                "student_by": sw,
-                "ensemble_by": ew,
-                "note": f"baseline softmax {b:.3f}" if b is not None else "",
-            }
-        )
-    ag = results.get("agreement") or {}
-    ratios = [_num(d.get("median_ratio")) for d in ag.get("scale_ratio_by_decile") or []]
-    ratios = [r for r in ratios if r is not None]
-    ceiling = _num(ag.get("pearson_ceiling"))
-    note = f"scale ratio per decile {min(ratios):.2f}–{max(ratios):.2f} (1 = same scale)" if ratios else ""
-    if ceiling is not None:
-        note += f"; the teacher's own noise caps it at ≈ {ceiling:.3f} (half-vs-half {ag['teacher_half_pearson']:.3f})"
-    rows.append(
-        {
-            "what": "σ fidelity: Pearson of student U with ensemble U",
-            "student": _num(ag.get("pearson")),
-            "ensemble": None,
-            "student_by": "student_sigma",
-            "ensemble_by": "ensemble_std",
-            "note": note,
-        }
-    )
+        note = f"baseline softmax {b:.3f}" if b is not None else ""
+        (s, sw), (e, ew) = _best(vs, SIDES["student"], metric, higher), _best(vs, SIDES["ensemble"], metric, higher)
+        rows.append(_row(label, s, e, sw, ew, note))
+    rows.append(_fidelity_row(results.get("agreement") or {}))
     for name, s in (results.get("shifts") or {}).items():
-        st, sw = _best_ood(s.get("ood"), SIDES["student"])
-        en, ew = _best_ood(s.get("ood"), SIDES["ensemble"])
+        (st, sw), (en, ew) = _best_ood(s.get("ood"), SIDES["student"]), _best_ood(s.get("ood"), SIDES["ensemble"])
         op = s.get("operating_point") or {}
         note = ""
         if op:
@@ -109,43 +94,28 @@ def headline_rows(results: Mapping) -> list[dict]:
                 f"alarm ({op.get('score')}, chosen on val): detects {op['detection_rate']:.0%}, "
                 f"false alarms {op['false_alarm_rate']:.0%} (calibrated at {op.get('calibration_false_alarm_rate', 0):.0%})"
             )
-        rows.append(
-            {
-                "what": f"OOD {name}: image AUROC ↑",
-                "student": st,
-                "ensemble": en,
-                "student_by": sw,
-                "ensemble_by": ew,
-                "note": note,
-            }
-        )
+        rows.append(_row(f"OOD {name}: image AUROC ↑", st, en, sw, ew, note))
     miou = results.get("miou") or {}
     extra = ", ".join(f"{k} {miou[k]:.3f}" for k in ("baseline", "control") if _num(miou.get(k)) is not None)
-    rows.append(
-        {
-            "what": "mIoU (in distribution) ↑",
-            "student": _num(miou.get("student")),
-            "ensemble": _num(miou.get("teacher")),
-            "student_by": None,
-            "ensemble_by": None,
-            "note": extra,
-        }
-    )
+    rows.append(_row("mIoU (in distribution) ↑", _num(miou.get("student")), _num(miou.get("teacher")), note=extra))
     lat = results.get("latency_ms") or {}
     if lat:
-        rows.append(
-            {
-                "what": "latency, batch 1, ms ↓",
-                "student": _num(lat.get("student")),
-                "ensemble": _num(lat.get("ensemble")),
-                "student_by": None,
-                "ensemble_by": None,
-                "note": f"ensemble / student {lat['ensemble_over_student']:.2f}×"
-                if _num(lat.get("ensemble_over_student"))
-                else "",
-            }
-        )
+        ratio = _num(lat.get("ensemble_over_student"))
+        note = f"ensemble / student {ratio:.2f}×" if ratio else ""
+        rows.append(_row("latency, batch 1, ms ↓", _num(lat.get("student")), _num(lat.get("ensemble")), note=note))
     return rows
+
+
+def _fidelity_row(ag: Mapping) -> dict:
+    """Pearson of the student's U with the ensemble's, with the scale and the teacher's own ceiling."""
+    ratios = [_num(d.get("median_ratio")) for d in ag.get("scale_ratio_by_decile") or []]
+    ratios = [r for r in ratios if r is not None]
+    ceiling = _num(ag.get("pearson_ceiling"))
+    note = f"scale ratio per decile {min(ratios):.2f}–{max(ratios):.2f} (1 = same scale)" if ratios else ""
+    if ceiling is not None:
+        note += f"; the teacher's own noise caps it at ≈ {ceiling:.3f} (half-vs-half {ag['teacher_half_pearson']:.3f})"
+    what = "σ fidelity: Pearson of student U with ensemble U"
+    return _row(what, _num(ag.get("pearson")), None, "student_sigma", "ensemble_std", note)
 
 
 def headline_text(rows: list[dict]) -> str:
