@@ -31,3 +31,59 @@ class ToyDataset(SegmentationDataset):
         colors = np.array([[40, 40, 40], [200, 60, 60], [60, 200, 60]], np.float64)
         image = colors[np.minimum(label, 2)] + rng.normal(0, 20, (self.h, self.w, 3))
         return image.clip(0, 255).astype(np.uint8), label, f"toy-{index}", None
+
+
+def save_random_student(path, model_cfg, ood: dict, input_size=(32, 48)):
+    """A seeded, untrained two-headed CamVid student checkpoint with the given alarm record
+    (for tests of deployment code: predict, export, ood-report)."""
+    import torch
+
+    from udistill.data.labels import CAMVID11
+    from udistill.models.build import build_model
+    from udistill.models.checkpoint import save_model
+
+    torch.manual_seed(0)
+    model = build_model(model_cfg, 11, "prediction+uncertainty").eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(
+        model,
+        path,
+        classes=list(CAMVID11.classes),
+        label_scheme="camvid11",
+        input_size=list(input_size),
+        resize="stretch",
+        ood=ood,
+    )
+    return path
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A valid PNG signature + IHDR + IEND claiming ``width`` x ``height`` RGB, a few dozen
+    bytes: what a decompression bomb's header looks like."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
+
+
+def save_random_run(run, model_cfg, num_classes: int, label_scheme: str, members: int = 2, seed: int = 0) -> None:
+    """A run folder of untrained members (seeds ``seed + k``) and a student, for tests of the
+    evaluation that need checkpoints but no training."""
+    import torch
+
+    from udistill.models.build import build_model, to_student
+    from udistill.models.checkpoint import save_model
+
+    meta = {"classes": ["c"] * num_classes, "label_scheme": label_scheme}
+    for k in range(members):
+        torch.manual_seed(seed + k)
+        save_model(build_model(model_cfg, num_classes), run / "members" / f"member-{k}" / "model.safetensors", **meta)
+    student = to_student(build_model(model_cfg, num_classes), "prediction+uncertainty")
+    save_model(student, run / "student" / "model.safetensors", **meta)

@@ -11,11 +11,11 @@ import torch
 import yaml
 from PIL import Image
 
+from toy import save_random_run
 from udistill.config import ExperimentConfig, ModelConfig, load_config
 from udistill.evaluate import run_evaluation
 from udistill.metrics import image_scores, ood_metrics
-from udistill.models.build import build_model, to_student
-from udistill.models.checkpoint import load_model, save_model
+from udistill.models.checkpoint import load_model
 
 MODEL = {"encoder": "tu-mobilenetv3_small_100", "decoder_channels": 16, "head_channels": 16}
 
@@ -23,13 +23,7 @@ MODEL = {"encoder": "tu-mobilenetv3_small_100", "decoder_channels": 16, "head_ch
 def test_an_image_folder_is_an_ood_set(tmp_path):
     run = tmp_path / "run"
     cfg = ModelConfig(**MODEL)
-    meta = {"classes": ["c"] * 11, "label_scheme": "camvid11"}
-    for k in range(2):
-        torch.manual_seed(k)
-        save_model(build_model(cfg, 11), run / "members" / f"member-{k}" / "model.safetensors", **meta)
-    save_model(
-        to_student(build_model(cfg, 11), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta
-    )
+    save_random_run(run, cfg, 11, "camvid11")
     frames = tmp_path / "fleet"
     frames.mkdir()
     rng = np.random.default_rng(0)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from toy import save_random_run
 from udistill.cli import main
 from udistill.config import ExperimentConfig, ModelConfig, load_config
 from udistill.evaluate import METHODS, run_evaluation
@@ -178,13 +179,7 @@ def test_a_model_in_another_label_space_is_scored_in_the_data_space(tmp_path):
     into CamVid's classes, per-class uncertainty stays in the model's 19 classes."""
     run = tmp_path / "run"
     cfg = ModelConfig(**MODEL)
-    meta = {"classes": ["c"] * 19, "label_scheme": "cityscapes19"}
-    for k in range(2):
-        torch.manual_seed(k)
-        save_model(build_model(cfg, 19), run / "members" / f"member-{k}" / "model.safetensors", **meta)
-    save_model(
-        to_student(build_model(cfg, 19), "prediction+uncertainty"), run / "student" / "model.safetensors", **meta
-    )
+    save_random_run(run, cfg, 19, "cityscapes19")
     exp = load_config(
         ExperimentConfig,
         None,

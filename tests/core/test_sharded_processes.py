@@ -6,12 +6,11 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import torch
 import torch.multiprocessing as mp
+from processes import torchrun_cmd, udistill_cmd
 
 from tests.core.shard_worker import build, tiny_ensemble
 from tests.toy import ToyDataset
@@ -92,23 +91,21 @@ def _compare(a, b, path="results"):
 
 
 def test_two_process_evaluation_writes_the_one_process_results(tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
-        pytest.skip("torchrun is not installed next to this Python")
+    two_processes = torchrun_cmd(2, "evaluate")  # skips without torchrun
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
     _make_run(cfg, tmp_path / "one")
     shutil.copytree(tmp_path / "one", tmp_path / "two")
-    args = ["-m", "udistill", "evaluate", "--config", str(cfg)]
+    args = ["--config", str(cfg)]
     subprocess.run(
-        [sys.executable, *args, "--set", f"out_dir={tmp_path / 'one'}"],
+        [*udistill_cmd("evaluate"), *args, "--set", f"out_dir={tmp_path / 'one'}"],
         check=True,
         env=_env(),
         timeout=600,
         capture_output=True,
     )
     res = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", *args, "--set", f"out_dir={tmp_path / 'two'}"],
+        [*two_processes, *args, "--set", f"out_dir={tmp_path / 'two'}"],
         env=_env(),
         timeout=600,
         capture_output=True,

@@ -2,12 +2,12 @@
 torch.compile, BatchNorm synchronised across DDP ranks, and progress bars that change nothing."""
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from processes import child_env, torchrun_cmd
 from torch import nn
 
 from toy import ToyDataset
@@ -148,30 +148,13 @@ teacher: {members: 1}
 def test_torchrun_two_gloo_processes_with_sync_bn_take_a_step(tmp_path):
     import subprocess
 
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
-        pytest.skip("torchrun is not installed next to this Python")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    cmd = [
-        str(torchrun),
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "udistill",
-        "train-teacher",
-        "--config",
-        str(cfg),
-        "--member",
-        "0",
-        "--set",
-        f"out_dir={out}",
-        "--set",
-        "device=cpu",
-    ]
+    env = child_env()
+    cmd = torchrun_cmd(
+        2, "train-teacher", "--config", cfg, "--member", "0", "--set", f"out_dir={out}", "--set", "device=cpu"
+    )
     subprocess.run(cmd, check=True, env=env, timeout=300, capture_output=True)
     path = out / "members" / "member-0" / "model.safetensors"
     meta = read_metadata(path)

@@ -1,15 +1,13 @@
 """Training as users run it: a separate process killed with SIGKILL and rerun; torchrun DDP."""
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
+from processes import child_env, torchrun_cmd, udistill_cmd
 
 from udistill.models import load_model, read_metadata
 
@@ -27,25 +25,11 @@ teacher: {members: 1}
 
 
 def _env():
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["NO_ALBUMENTATIONS_UPDATE"] = "1"
-    return env
+    return child_env()
 
 
 def _cmd(cfg, out):
-    return [
-        sys.executable,
-        "-m",
-        "udistill",
-        "train-teacher",
-        "--config",
-        str(cfg),
-        "--member",
-        "0",
-        "--set",
-        f"out_dir={out}",
-    ]
+    return udistill_cmd("train-teacher", "--config", cfg, "--member", "0", "--set", f"out_dir={out}")
 
 
 def _weights(out):
@@ -83,27 +67,10 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_weights(tmp_path):
 def test_torchrun_two_gloo_processes_end_with_equal_weights(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG.replace("epochs: 4", "epochs: 2"))
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
-        pytest.skip("torchrun is not installed next to this Python")
     out = tmp_path / "ddp"
-    cmd = [
-        str(torchrun),
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "udistill",
-        "train-teacher",
-        "--config",
-        str(cfg),
-        "--member",
-        "0",
-        "--set",
-        f"out_dir={out}",
-        "--set",
-        "device=cpu",
-    ]
+    cmd = torchrun_cmd(
+        2, "train-teacher", "--config", cfg, "--member", "0", "--set", f"out_dir={out}", "--set", "device=cpu"
+    )
     subprocess.run(cmd, check=True, env=_env(), timeout=300, capture_output=True)
     meta = read_metadata(out / "members" / "member-0" / "model.safetensors")
     assert meta["ddp"]["world_size"] == 2

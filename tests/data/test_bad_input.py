@@ -1,8 +1,6 @@
 """Every bad input file is one DataError that names the file and says what is wrong."""
 
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from toy import png_header
 from udistill.data import build_dataset
 from udistill.data.imageio import read_color_label, read_image, read_label
 from udistill.errors import DataError, UdistillError
@@ -37,19 +36,6 @@ def write_pair(
 
 def load_first(root: Path):
     return build_dataset("camvid", "train", root=root)[0]
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A valid PNG signature + IHDR + IEND claiming ``width`` x ``height`` RGB: a few dozen bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_errors_are_user_errors():

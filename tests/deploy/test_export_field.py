@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from toy import save_random_student  # noqa: E402
 from udistill.cli import main  # noqa: E402
 from udistill.config import ModelConfig  # noqa: E402
-from udistill.data.labels import CAMVID11  # noqa: E402
 from udistill.export import export_onnx, read_onnx_metadata  # noqa: E402
 from udistill.metrics.image import IMAGE_SCORES, image_scores  # noqa: E402
-from udistill.models.build import build_model  # noqa: E402
-from udistill.models.checkpoint import save_model  # noqa: E402
 from udistill.predict import Predictor  # noqa: E402
 
 SMALL = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=32, head_channels=32)
@@ -32,18 +29,8 @@ def _rgb(h, w, seed):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     d = tmp_path_factory.mktemp("xf")
-    torch.manual_seed(0)
-    model = build_model(SMALL, 11, "prediction+uncertainty").eval()
-    ckpt = d / "run" / "student" / "model.safetensors"
-    ckpt.parent.mkdir(parents=True)
-    save_model(
-        model,
-        ckpt,
-        classes=list(CAMVID11.classes),
-        label_scheme="camvid11",
-        input_size=[32, 48],
-        resize="stretch",
-        ood={"score": "mean", "thresholds": {"mean": 0.5}},
+    ckpt = save_random_student(
+        d / "run" / "student" / "model.safetensors", SMALL, {"score": "mean", "thresholds": {"mean": 0.5}}
     )
     full = export_onnx(d / "run", d / "full.onnx")
     fused = export_onnx(ckpt, d / "fused.onnx", fused=True)

@@ -6,14 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
+from toy import save_random_student
 from udistill.cli import main
 from udistill.config import ModelConfig
-from udistill.data.labels import CAMVID11
-from udistill.models.build import build_model
-from udistill.models.checkpoint import save_model
 from udistill.predict import Predictor
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
@@ -40,18 +37,10 @@ def _frames(folder, count, style, seed):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("oodr")
-    torch.manual_seed(0)
-    model = build_model(SMALL, 11, "prediction+uncertainty").eval()
-    ckpt = d / "run" / "student" / "model.safetensors"
-    ckpt.parent.mkdir(parents=True)
-    save_model(
-        model,
-        ckpt,
-        classes=list(CAMVID11.classes),
-        label_scheme="camvid11",
-        input_size=[32, 48],
-        resize="stretch",
-        ood={"score": "mean", "false_alarm_rate": 0.05, "thresholds": {"mean": 0.5}},
+    ckpt = save_random_student(
+        d / "run" / "student" / "model.safetensors",
+        SMALL,
+        {"score": "mean", "false_alarm_rate": 0.05, "thresholds": {"mean": 0.5}},
     )
     folders = {
         "in": _frames(d / "in", 7, 0, 0),

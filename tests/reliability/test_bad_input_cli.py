@@ -5,8 +5,6 @@ and names the file or the config key, no traceback, and no partial output."""
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from toy import png_header
 from udistill.cli import main
 from udistill.config import ModelConfig
 from udistill.data.labels import CAMVID11
@@ -87,19 +86,6 @@ def png_bytes(array: np.ndarray, **kw) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array, **kw).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """PNG signature + IHDR + IEND claiming ``width`` x ``height`` RGB: a decompression bomb's header."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"IEND", b"")
-    )
 
 
 def _truncate(p: Path):

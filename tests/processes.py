@@ -1,0 +1,28 @@
+"""Running udistill as users do, in child processes: the command lines and a quiet, one-thread
+environment (the 2-core CI machine runs them beside the test process)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def child_env() -> dict:
+    """The environment of a child udistill process: one thread, no update checks."""
+    return dict(os.environ, OMP_NUM_THREADS="1", NO_ALBUMENTATIONS_UPDATE="1")
+
+
+def udistill_cmd(*args: str) -> list[str]:
+    """``python -m udistill ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "udistill", *map(str, args)]
+
+
+def torchrun_cmd(nproc: int, *args: str) -> list[str]:
+    """``torchrun --standalone --nproc_per_node N -m udistill ARGS``; skips the test without torchrun."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed next to this Python")
+    return [str(torchrun), "--standalone", "--nproc_per_node", str(nproc), "-m", "udistill", *map(str, args)]
