@@ -42,7 +42,15 @@ CAMVID_CPU = {"encoder": "tu-mobilenetv3_small_100", "decoder_channels": 64, "he
 PAPER = {"encoder": "mobilenet_v2", "decoder_channels": 256, "head_channels": 256, "dropout": 0.1}
 
 
-def random_student(path: Path, arch: dict = CAMVID_CPU) -> None:
+DEFAULT_OOD = {
+    "score": "median_plus_min_over_max",
+    "thresholds": {"median_plus_min_over_max": 1.0},
+    "display_range": [0.0, 0.05],
+}
+
+
+def random_student(path: Path, arch: dict = CAMVID_CPU, ood: dict = DEFAULT_OOD, input_size=(176, 240)) -> None:
+    """A seeded, untrained student checkpoint (speed and memory do not depend on training)."""
     import torch
 
     from udistill.config import ModelConfig
@@ -58,13 +66,9 @@ def random_student(path: Path, arch: dict = CAMVID_CPU) -> None:
         path,
         classes=list(CAMVID11.classes),
         label_scheme="camvid11",
-        input_size=[176, 240],
+        input_size=None if input_size is None else list(input_size),
         resize="stretch",
-        ood={
-            "score": "median_plus_min_over_max",
-            "thresholds": {"median_plus_min_over_max": 1.0},
-            "display_range": [0.0, 0.05],
-        },
+        ood=ood,
     )
 
 

@@ -23,24 +23,14 @@ import numpy as np
 
 
 def make_checkpoint(path: Path) -> None:
-    import torch
+    """A small random student at the frames' own size (no input_size: nothing is resized)."""
+    from field_deploy import random_student
 
-    from udistill.config import ModelConfig
-    from udistill.data.labels import CAMVID11
     from udistill.metrics.image import IMAGE_SCORES
-    from udistill.models.build import build_model
-    from udistill.models.checkpoint import save_model
 
-    torch.manual_seed(0)
-    cfg = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=32, head_channels=32)
-    model = build_model(cfg, 11, "prediction+uncertainty").eval()
-    save_model(
-        model,
-        path,
-        classes=list(CAMVID11.classes),
-        label_scheme="camvid11",
-        ood={"score": "median_plus_min_over_max", "thresholds": {s: 0.5 for s in IMAGE_SCORES}},
-    )
+    arch = {"encoder": "tu-mobilenetv3_small_100", "decoder_channels": 32, "head_channels": 32}
+    ood = {"score": "median_plus_min_over_max", "thresholds": {s: 0.5 for s in IMAGE_SCORES}}
+    random_student(path, arch, ood, input_size=None)
 
 
 def make_images(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> None:
