@@ -152,7 +152,7 @@ def _experiment_commands(sub) -> None:
     _add_config_args(xp, required=True)
     xp.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
 
-    dm = sub.add_parser("demo", help="the whole pipeline on built-in synthetic data (about 10 minutes on 2 CPU cores)")
+    dm = sub.add_parser("demo", help="the whole pipeline on built-in synthetic data (6-19 minutes on 2 CPU cores)")
     dm.add_argument("--out", default="runs/demo")
     dm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     dm.add_argument("--device", default=None)
