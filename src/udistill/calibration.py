@@ -12,8 +12,12 @@ Protocol, so that the alarm is never tested on the images it was fitted on:
   (``evaluate.ood_score: auto``); the test shifts are never looked at;
 - the stored record (checkpoint metadata ``ood``)::
 
-      {score, false_alarm_rate, thresholds: {score: t}, images, calibration_set,
-       input_size, display_range, selection: {shift: {score: auroc}}}
+      {score, method: "conformal", false_alarm_rate, n, guarantee, thresholds: {score: t},
+       images, calibration_set, input_size, display_range, selection: {shift: {score: auroc}}}
+
+  the threshold is split-conformal (:func:`udistill.metrics.conformal_threshold`): with n
+  calibration frames and rate α it sits just above the ⌈(n+1)(1−α)⌉-th smallest score, so a
+  new exchangeable frame is flagged with probability ≤ α; fewer than 1/α − 1 frames are refused;
 
   ``display_range`` = [0, mean over calibration images of the 99th percentile of U]: the
   range heat maps are drawn with.
@@ -33,7 +37,7 @@ from .config import ExperimentConfig
 from .data.from_config import dataset_for, parse_shifts, parse_val_shifts
 from .errors import ConfigError
 from .methods import PredictorOutput, score_map
-from .metrics import IMAGE_SCORES, image_scores, ood_metrics, threshold_at_false_alarm
+from .metrics import IMAGE_SCORES, conformal_min_frames, conformal_threshold, image_scores, ood_metrics
 
 PAPER_SCORE = "median_plus_min_over_max"
 SUBSETS = ("all", "even", "odd")
@@ -158,17 +162,44 @@ def choose_score(in_scores: dict, shift_scores: dict[str, dict]) -> tuple[str, d
     return best, table
 
 
+def check_alarm_size(n: int, rate: float, where: str = "the calibration set") -> None:
+    """Refuse a calibration set too small for a conformal threshold at ``rate`` (n + 1 < 1/rate)."""
+    if not (isinstance(rate, (int, float)) and np.isfinite(rate) and 0.0 < rate < 1.0):
+        raise ConfigError(f"the false-alarm rate must be a number in (0, 1), got {rate!r}")
+    need = conformal_min_frames(rate)
+    if n < need:
+        raise ConfigError(
+            f"{where} has {n} image(s); a {rate:.1%} false-alarm guarantee needs at least {need} "
+            "(calibrate on more frames or choose a larger rate)"
+        )
+
+
+def guarantee_text(rate: float, n: int) -> str:
+    """The alarm's promise in words, stored next to its threshold."""
+    return (
+        f"a new frame exchangeable with the {n} calibration frames (same camera, scene type and "
+        f"conditions, drawn the same way) is flagged with probability at most {rate:.1%} "
+        "(split-conformal threshold); correlated frames (video) weaken it"
+    )
+
+
 def fit_alarm(
     in_scores: dict, p99: list[float], rate: float, score: str, input_size, description: str, selection: dict
 ) -> dict:
-    """The alarm record stored in a student checkpoint (see the module docstring)."""
+    """The alarm record stored in a student checkpoint (see the module docstring): a
+    split-conformal threshold per image score."""
     if score not in IMAGE_SCORES:
         raise ConfigError(f"unknown image score '{score}' (known: {', '.join(IMAGE_SCORES)}, auto)")
+    n = len(in_scores[score])
+    check_alarm_size(n, rate)
     return {
         "score": score,
+        "method": "conformal",
         "false_alarm_rate": float(rate),
-        "thresholds": {s: threshold_at_false_alarm(v, rate) for s, v in in_scores.items()},
-        "images": len(in_scores[score]),
+        "n": n,
+        "guarantee": guarantee_text(float(rate), n),
+        "thresholds": {s: conformal_threshold(v, rate) for s, v in in_scores.items()},
+        "images": n,
         "calibration_set": description,
         "input_size": None if input_size is None else [int(v) for v in input_size],
         "display_range": [0.0, float(np.mean(p99))],
@@ -207,6 +238,7 @@ def calibrate_checkpoint(
     if not model.has_uncertainty:
         raise ConfigError(f"{path}: not a student (no uncertainty head); calibrate a student checkpoint")
     model.eval()
+    check_alarm_size(len(calibration), rate)  # before any image is scored
     unc = student_uncertainty(model)
     in_scores, p99 = collect_image_scores(unc, calibration, device, batch_size)
     if not in_scores["mean"]:
@@ -261,12 +293,25 @@ def run_calibration(cfg: ExperimentConfig, device=None, paths: list[Path] | None
 
 def run_calibrate_cli(args) -> dict[str, dict]:
     """``udistill calibrate``: with ``--images`` on the user's own frames, otherwise on the
-    config's calibration set (every student of the run, or the one named)."""
+    config's calibration set (every student of the run, or the one named).
+
+    With ``--images``, frames are decoded as ``predict`` decodes them; a corrupt, unreadable
+    or too small one is reported (``udistill: skipped: <file>: <problem>``) and left out,
+    and the rest calibrate the alarm (too few left: refused)."""
+    import math
+    import sys
+
     from .config import ExperimentConfig, load_config
     from .data.registry import build_dataset
     from .device import resolve_device
+    from .errors import DataError
     from .models.checkpoint import read_metadata, resolve_checkpoint
 
+    rate_arg = args.false_alarm
+    if rate_arg is not None and not (
+        isinstance(rate_arg, (int, float)) and math.isfinite(rate_arg) and 0.0 < rate_arg < 1.0
+    ):  # checked before any checkpoint is loaded or image scored
+        raise ConfigError(f"--false-alarm: the false-alarm rate must be a number in (0, 1), got {rate_arg!r}")
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     if args.images:
         if not args.checkpoint:
@@ -275,6 +320,10 @@ def run_calibrate_cli(args) -> dict[str, dict]:
         meta = read_metadata(path)
         size = meta.get("input_size")
         ds = build_dataset("images", "test", root=args.images, size=size)
+        for line in ds.drop_unreadable():
+            print(f"udistill: skipped: {line}", file=sys.stderr)
+        if len(ds) == 0:
+            raise DataError(f"{args.images}: no readable image (every file was skipped)")
         rate = 0.05 if args.false_alarm is None else args.false_alarm
         rec = calibrate_checkpoint(
             path,

@@ -456,9 +456,9 @@ class _distributed:
 
     def __exit__(self, *exc):
         if self.active:
-            import torch.distributed as dist
+            from .train.distributed import shut_down
 
-            dist.destroy_process_group()
+            shut_down(clean=exc[0] is None)
         return False
 
 

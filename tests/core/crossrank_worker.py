@@ -5,11 +5,14 @@ import os
 import torch
 import torch.distributed as dist
 
+from udistill.train.distributed import shut_down
+
 
 def run(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    clean = False
     try:
         from udistill.train.batchnorm import CrossRankBatchNorm2d
 
@@ -34,5 +37,6 @@ def run(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
             },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
+        clean = True
     finally:
-        dist.destroy_process_group()
+        shut_down(clean)

@@ -5,6 +5,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from udistill.train.distributed import shut_down
+
 
 def tiny_ensemble():
     """Two seeded 16-channel members (the same weights in every process)."""
@@ -24,10 +26,12 @@ def build(rank: int, world_size: int, init_file: str, folder: str, n: int, reduc
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    clean = False
     try:
         from tests.toy import ToyDataset
         from udistill.targets import build_cache
 
         build_cache(tiny_ensemble(), ToyDataset(n), folder, batch_size=2, progress=False, reduction=reduction)
+        clean = True
     finally:
-        dist.destroy_process_group()
+        shut_down(clean)

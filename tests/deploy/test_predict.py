@@ -130,7 +130,8 @@ def test_api_accepts_path_pil_numpy_tensor(ckpt, image_file):
     batch = pred(torch.stack([tensor, tensor]))
     assert batch.labels.shape == (2, 50, 70) and batch.image_score.shape == (2,) and batch.is_ood.dtype == bool
     one = batch.unbatch()[1]
-    assert np.array_equal(one.labels, results[0].labels)
+    # a batch of two may run other kernels than one image: labels agree except on near-ties
+    assert np.mean(one.labels != results[0].labels) <= 1e-3
     assert one.image_score == pytest.approx(results[0].image_score, abs=1e-6)
     with pytest.raises(ValueError):
         pred(tensor * 255)

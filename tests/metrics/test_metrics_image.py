@@ -3,7 +3,15 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from udistill.metrics import IMAGE_SCORES, image_scores, ood_metrics, threshold_at_false_alarm
+from udistill.metrics import (
+    IMAGE_SCORES,
+    binomial_upper_bound,
+    conformal_min_frames,
+    conformal_threshold,
+    image_scores,
+    ood_metrics,
+    threshold_at_false_alarm,
+)
 
 
 def test_image_scores_values_and_mask():
@@ -51,3 +59,37 @@ def test_threshold_at_false_alarm():
     t = threshold_at_false_alarm(tied, 0.05)
     assert np.mean(tied > t) <= 0.05
     assert np.mean(np.ones(5) > threshold_at_false_alarm(np.ones(5), 1.0)) == 1.0
+
+
+@pytest.mark.parametrize("n,rate", [(20, 0.05), (30, 0.1), (12, 0.25)])
+def test_conformal_threshold_holds_its_rate_where_the_plain_quantile_does_not(n, rate):
+    """Over many exchangeable draws (calibration and new frames from one distribution), the
+    conformal threshold flags new frames at most at the target rate on average; the plain
+    empirical quantile exceeds it at small n."""
+    rng = np.random.default_rng(0)
+    conformal, plain = [], []
+    for _ in range(4000):
+        cal, new = rng.random(n), rng.random(200)
+        conformal.append(np.mean(new > conformal_threshold(cal, rate)))
+        plain.append(np.mean(new > threshold_at_false_alarm(cal, rate)))
+    assert np.mean(conformal) <= rate + 0.01
+    assert np.mean(plain) > rate + 0.01
+
+
+def test_conformal_threshold_rank_and_minimum_frames():
+    a = np.arange(1.0, 20.0)  # n = 19: k = ceil(20 * 0.95) = 19, the largest score
+    t = conformal_threshold(a, 0.05)
+    assert a[-1] < t <= a[-1] + 1e-5
+    t = conformal_threshold(np.arange(1.0, 11.0), 0.25)  # n = 10: k = ceil(11 * 0.75) = 9
+    assert t == pytest.approx(9.5)
+    assert conformal_min_frames(0.05) == 19 and conformal_min_frames(0.1) == 9 and conformal_min_frames(0.5) == 1
+    with pytest.raises(ValueError, match="at least 19"):
+        conformal_threshold(np.arange(18.0), 0.05)
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        conformal_threshold(np.arange(18.0), float("nan"))
+
+
+def test_binomial_upper_bound_matches_known_values():
+    assert binomial_upper_bound(0, 59) == pytest.approx(1 - 0.05 ** (1 / 59), rel=1e-6)  # rule of three
+    assert binomial_upper_bound(5, 100) == pytest.approx(0.1023, abs=2e-4)  # one-sided Clopper-Pearson
+    assert binomial_upper_bound(3, 3) == 1.0

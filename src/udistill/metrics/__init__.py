@@ -4,11 +4,22 @@
 * :class:`BinnedPixelMetrics` — global pixel AUROC / AP / FPR95 / ECE / Brier / AURC + curves.
 * :class:`SigmaHistogram2D` — student σ vs teacher σ 2-D histogram (Fig 3).
 * :class:`CorrelationMeter` — Pearson / Spearman agreement, globally and per class.
-* :func:`image_scores`, :func:`ood_metrics`, :func:`threshold_at_false_alarm` — image-level OOD.
+* :func:`image_scores`, :func:`ood_metrics` — image-level OOD; :func:`conformal_threshold` — the
+  alarm's threshold with a false-alarm guarantee (:func:`threshold_at_false_alarm`: the plain
+  empirical quantile, no guarantee); :func:`binomial_upper_bound` for measured rates.
 """
 
 from .correlation import CorrelationMeter
-from .image import IMAGE_SCORES, image_scores, ood_metrics, threshold_at_false_alarm
+from .image import (
+    IMAGE_SCORES,
+    SCORE_TOLERANCE,
+    binomial_upper_bound,
+    conformal_min_frames,
+    conformal_threshold,
+    image_scores,
+    ood_metrics,
+    threshold_at_false_alarm,
+)
 from .pixel import BinnedPixelMetrics, SigmaHistogram2D, mirror_histogram
 from .segmentation import ConfusionMatrix
 
@@ -17,7 +28,11 @@ __all__ = [
     "ConfusionMatrix",
     "CorrelationMeter",
     "IMAGE_SCORES",
+    "SCORE_TOLERANCE",
     "SigmaHistogram2D",
+    "binomial_upper_bound",
+    "conformal_min_frames",
+    "conformal_threshold",
     "image_scores",
     "mirror_histogram",
     "ood_metrics",

@@ -110,3 +110,58 @@ def threshold_at_false_alarm(in_scores: Iterable[float], rate: float = 0.05) -> 
         return float(np.nextafter(a[0], -np.inf))  # every image may be flagged
     # candidates from the top: t = a[n-1-k] leaves <= k scores above it (fewer with ties)
     return float(a[a.size - 1 - k])
+
+
+# Image scores of one frame agree across code paths (a frame alone or in a batch, another
+# CPU's kernels) to about 1e-9; thresholds keep this much room so that no frame of the
+# calibration set sits on the knife edge of ``score > t``.
+SCORE_TOLERANCE = 1e-6
+
+
+def conformal_min_frames(rate: float) -> int:
+    """The fewest calibration frames for which a conformal threshold at ``rate`` exists
+    (n + 1 >= 1 / rate)."""
+    if not (math.isfinite(rate) and 0.0 < rate < 1.0):
+        raise ValueError(f"the false-alarm rate must lie in (0, 1), got {rate}")
+    return max(1, math.ceil(1.0 / rate - 1.0 - 1e-9))
+
+
+def conformal_rank(n: int, rate: float) -> int:
+    """k = ceil((n + 1)(1 - rate)): the rank (1-based, ascending) of the calibration score the
+    split-conformal threshold sits on."""
+    if n < conformal_min_frames(rate):
+        raise ValueError(
+            f"{n} calibration frames are too few for a {rate:.1%} false-alarm guarantee: "
+            f"at least {conformal_min_frames(rate)} are needed"
+        )
+    return min(n, math.ceil((n + 1) * (1.0 - rate) - 1e-9))
+
+
+def conformal_threshold(in_scores: Iterable[float], rate: float, tolerance: float = SCORE_TOLERANCE) -> float:
+    """Split-conformal alarm threshold: a new frame exchangeable with the ``n`` calibration
+    frames is flagged (``score > t``) with probability at most ``rate``.
+
+    t lies between the k-th smallest score s_(k), k = ceil((n + 1)(1 - rate)), and the next
+    one (midway, at least ``tolerance`` above s_(k)): P(new > t) <= P(new > s_(k)) <= 1 - k/(n + 1)
+    <= rate. Keeping t off every calibration score makes the verdict on those frames the
+    same on any CPU and batch size. Raises ValueError when n + 1 < 1 / rate.
+    """
+    a = np.sort(_clean(in_scores, "in_scores"))
+    k = conformal_rank(a.size, rate)
+    base = float(a[k - 1])
+    if k < a.size:
+        return max(base + tolerance, 0.5 * (base + float(a[k])))
+    return base + tolerance
+
+
+def binomial_upper_bound(count: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound on a rate from ``count`` events in ``n`` trials
+    (e.g. false alarms among in-distribution frames): the true rate is below it with
+    probability ``confidence``."""
+    from scipy.stats import beta
+
+    if n <= 0:
+        return math.nan
+    if count >= n:
+        return 1.0
+    return float(beta.ppf(confidence, count + 1, n - count))

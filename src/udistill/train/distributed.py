@@ -69,6 +69,23 @@ def barrier(world_size: int) -> None:
         dist.barrier()
 
 
+def shut_down(clean: bool = True) -> None:
+    """Leave the process group so that no communication thread outlives it.
+
+    The ranks first meet at a barrier: a rank that destroys its group while another still
+    talks to it can abort the process ("terminate called without an active exception" in a
+    gloo worker). After an error (``clean=False``) the barrier is skipped (the other rank may
+    be gone) and the group is only destroyed. Does nothing outside ``torchrun``.
+    """
+    if not dist.is_initialized():
+        return
+    try:
+        if clean and dist.get_world_size() > 1:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def check_equal_weights(model: nn.Module, world_size: int, desc: str) -> dict:
     """Every rank must end with identical weights: ``{"ddp": {...}}`` evidence for the checkpoint
     (empty for one process); raises :class:`TrainingError` when the ranks differ."""
