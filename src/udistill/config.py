@@ -9,6 +9,7 @@ key. Each run writes its resolved config next to its outputs (:func:`save_config
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 import types
@@ -197,9 +198,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except OverflowError:
             raise ConfigError(f"config key '{key}': number too large, got {value!r}") from None
+        if not math.isfinite(number):  # YAML .nan / .inf
+            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
@@ -305,15 +309,35 @@ def load_config(
             data = _deep_merge(data, read_yaml(path))
         except ConfigError:
             raise
+    keys = []
     for text in overrides or []:
         key, value = parse_override(text)
         _set_dotted(data, key, value)
+        keys.append((key, text))
     try:
         return _from_dict(cls, data)
     except ConfigError as exc:
+        culprit = _override_for(str(exc), keys)
+        if culprit is not None:  # the bad value came from the command line, not the file
+            raise ConfigError(f"--set {culprit}: {exc}") from None
         if path is not None:
             raise ConfigError(f"{path}: {exc}") from None
         raise
+
+
+_ERROR_KEY = re.compile(r"config key '([^']+)'")
+
+
+def _override_for(message: str, keys: list[tuple[str, str]]) -> str | None:
+    """The ``--set`` text that set the key an error names (the last one wins), if any."""
+    m = _ERROR_KEY.search(message)
+    if m is None:
+        return None
+    named = m.group(1)
+    for key, text in reversed(keys):
+        if named == key or named.startswith((key + ".", key + "[")) or key.startswith(named + "."):
+            return text
+    return None
 
 
 def _deep_merge(a: dict, b: dict) -> dict:

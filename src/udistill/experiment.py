@@ -10,54 +10,12 @@ from pathlib import Path
 
 from .config import ExperimentConfig, save_config
 from .data.from_config import parse_shifts
-from .data.registry import available_datasets
-from .data.transforms import RECIPES
-from .errors import ConfigError
 from .provenance import rebuilds_stale
 from .runlock import locks_run
-from .train.recipes import OPTIMIZERS, member_recipe
+from .train.recipes import member_recipe
+from .validation import check_encoder, validate_config  # noqa: F401 - validate_config: public here too
 
-
-def validate_config(cfg: ExperimentConfig) -> None:
-    """Check names and values without touching data or weights (for --dry-run)."""
-    known = available_datasets()
-    if cfg.data.dataset not in known:
-        raise ConfigError(
-            f"config key 'data.dataset': unknown dataset '{cfg.data.dataset}' (known: {', '.join(known)})"
-        )
-    for spec in parse_shifts(cfg.data):
-        if spec.dataset and spec.dataset not in known:
-            raise ConfigError(f"config key 'data.shifts': unknown dataset '{spec.dataset}' in shift '{spec.name}'")
-    if cfg.data.size is not None and (len(cfg.data.size) != 2 or min(cfg.data.size) < 16):
-        raise ConfigError("config key 'data.size': expected [H, W] with sides >= 16")
-    _check_encoder(cfg.model.encoder)
-    if cfg.model.uncertainty_head not in ("paper", "light"):
-        raise ConfigError("config key 'model.uncertainty_head': expected 'paper' or 'light'")
-    if cfg.train.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"config key 'train.optimizer': expected one of {', '.join(OPTIMIZERS)}")
-    if cfg.train.augment not in RECIPES:
-        raise ConfigError(f"config key 'train.augment': expected one of {', '.join(RECIPES)}")
-    if cfg.distill.targets not in ("cached", "online"):
-        raise ConfigError("config key 'distill.targets': expected 'cached' or 'online'")
-    if not isinstance(cfg.distill.cache_reduction, int) or cfg.distill.cache_reduction < 1:
-        raise ConfigError("config key 'distill.cache_reduction': expected an integer >= 1 (4 = the heads' resolution)")
-    if cfg.teacher.members < 1:
-        raise ConfigError("config key 'teacher.members': at least 1")
-    if cfg.train.epochs < 1 or cfg.train.batch_size < 2:
-        raise ConfigError("config keys 'train.epochs' >= 1 and 'train.batch_size' >= 2 (BatchNorm needs two samples)")
-
-
-def _check_encoder(name: str) -> None:
-    import segmentation_models_pytorch as smp
-
-    if name.startswith("tu-"):
-        import timm
-
-        if not timm.list_models(name[3:]):
-            raise ConfigError(f"config key 'model.encoder': timm has no model '{name[3:]}'")
-        return
-    if name not in smp.encoders.get_encoder_names():
-        raise ConfigError(f"config key 'model.encoder': unknown encoder '{name}'")
+_check_encoder = check_encoder  # the old private name
 
 
 def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrides=()) -> str:
@@ -65,7 +23,7 @@ def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrid
     (:mod:`udistill.planning`) and the commands a scheduler can run."""
     from .planning import describe_costs
 
-    validate_config(cfg)
+    validate_config(cfg, data="plan")  # the run's own checks; data not on this machine: published counts
     d, m, t = cfg.data, cfg.model, cfg.train
     lines = [
         f"experiment '{cfg.name}' -> {cfg.out_dir} (device {cfg.device})",
@@ -104,7 +62,7 @@ def run_experiment(cfg: ExperimentConfig, device: str | None = None, progress: b
     from .evaluate import run_evaluation
     from .teacher import train_member
 
-    validate_config(cfg)
+    validate_config(cfg, device=device)  # every value, the device and the data, before the first stage
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

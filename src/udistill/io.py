@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -70,7 +71,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Write ``obj`` as strict JSON: a non-finite number (NaN, infinity), which strict parsers
+    reject, is written as ``null``."""
+    atomic_write_text(path, json_text(obj) + "\n")
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """``obj`` as strict JSON text (non-finite numbers as ``null``; arrays and paths converted)."""
+    return json.dumps(finite_json(obj), indent=indent, sort_keys=False, allow_nan=False)
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with arrays, tensors and numpy numbers as plain values and NaN / infinity as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int)):
+        return obj
+    return finite_json(_json_default(obj))
 
 
 def _json_default(obj: Any) -> Any:
