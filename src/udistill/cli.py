@@ -12,6 +12,45 @@ import sys
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (NaN and infinity would silently switch checks off)."""
+    return _number(text)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def rate_in_0_1(text: str) -> float:
+    """argparse type: a rate strictly between 0 and 1."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in (0, 1), got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a finite number in [0, 1]."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def _add_config_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--config", "-c", required=required, help="YAML config (see configs/)")
     p.add_argument(
@@ -25,16 +64,17 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = False) -> None
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
 
 
-def _experiment_config(args):
+def _experiment_config(args, extra: list[str] = (), data: str = "check"):
     from .config import ExperimentConfig, load_config
 
     overrides = list(args.overrides)
     if getattr(args, "device", None):
         overrides.append(f"device={args.device}")
-    cfg = load_config(ExperimentConfig, args.config, overrides)
-    from .experiment import validate_config
+    cfg = load_config(ExperimentConfig, args.config, [*overrides, *extra])
+    from .validation import validate_config
 
-    validate_config(cfg)  # unknown encoder / optimizer / head / targets: one clear line, exit 2
+    # every value, the device and the data, before any stage runs: one clear line, exit 2
+    validate_config(cfg, data=data)
     return cfg
 
 
@@ -140,7 +180,7 @@ def _calibrate_command(sub) -> None:
     ca.add_argument("--images", help="a folder (or list file) of your own in-distribution frames to calibrate on")
     ca.add_argument(
         "--false-alarm",
-        type=float,
+        type=rate_in_0_1,
         default=None,
         help="false-alarm rate on the calibration images (default 0.05 or the config's)",
     )
@@ -173,18 +213,20 @@ def _predict_command(sub) -> None:
         default=None,
         help="image score for the OOD flag (default: the calibrated alarm's, chosen on validation shifts)",
     )
-    pr.add_argument("--threshold", type=float, default=None, help="override the calibrated OOD threshold")
+    pr.add_argument("--threshold", type=finite_float, default=None, help="override the calibrated OOD threshold")
     pr.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     pr.add_argument("--onnx", default=None, help="ONNX file for --backend onnxruntime (default: CHECKPOINT with .onnx)")
     pr.add_argument("--device", default=None)
     pr.add_argument("--video-out", action="store_true", help="also write an annotated video for video inputs")
     pr.add_argument(
         "--uncertainty-max",
-        type=float,
+        type=positive_float,
         default=None,
         help="top of the heat-map scale (default: the calibrated display range, else each frame's 99th percentile of U)",
     )
-    pr.add_argument("--alpha", type=float, default=0.5, help="weight of the segmentation colours in the overlay (0..1)")
+    pr.add_argument(
+        "--alpha", type=unit_float, default=0.5, help="weight of the segmentation colours in the overlay (0..1)"
+    )
     pr.add_argument(
         "--native",
         action="store_true",
@@ -229,7 +271,7 @@ def _export_commands(sub) -> None:
     )
     orp.add_argument("--json", default=None, help="write the report here")
     orp.add_argument("--score", default=None, help="image score (default: the calibrated one)")
-    orp.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
+    orp.add_argument("--threshold", type=finite_float, default=None, help="override the calibrated threshold")
     orp.add_argument("--native", action="store_true", help="run at each frame's own size")
     orp.add_argument("--device", default=None)
 
@@ -349,6 +391,13 @@ def _cmd_evaluate(args) -> int:
 def _cmd_calibrate(args) -> int:
     from .calibration import run_calibrate_cli
 
+    if args.config and not args.images:  # the config's values (rate, score, device, data) before any student loads
+        extra = [f"evaluate.false_alarm_rate={args.false_alarm}"] if args.false_alarm is not None else []
+        _experiment_config(args, extra + ([f"evaluate.ood_score={args.score}"] if args.score else []))
+    elif args.device:
+        from .device import resolve_device
+
+        resolve_device(args.device)
     for path, rec in run_calibrate_cli(args).items():
         print(
             f"{path}: alarm score {rec['score']}, threshold {rec['thresholds'][rec['score']]:.6g} at "
@@ -360,7 +409,7 @@ def _cmd_calibrate(args) -> int:
 def _cmd_experiment(args) -> int:
     from .experiment import describe_plan, run_experiment
 
-    cfg = _experiment_config(args)
+    cfg = _experiment_config(args, data="plan" if args.dry_run else "check")
     if args.dry_run:
         print(describe_plan(cfg, args.config, [*args.overrides, *([f"device={args.device}"] if args.device else [])]))
         return 0

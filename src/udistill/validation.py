@@ -253,6 +253,10 @@ def check_data(cfg: ExperimentConfig, require_roots: bool = True) -> int | None:
         try:
             ds = dataset_for(data, role, shift=spec)
             count = len(ds)
+        except TypeError as exc:  # the builder does not take an option the config gives it
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise ConfigError(f"config key '{key}': {what}: an option its data set does not take ({exc})") from None
         except UdistillError as exc:
             if not require_roots and root is None and _root_not_given(exc):
                 continue  # a dry run away from the data: the plan says "published"

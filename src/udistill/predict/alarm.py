@@ -4,8 +4,10 @@ fitted on. One place reads that record, so every consumer (predictor, ood-report
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+from ..errors import CheckpointError
 from ..metrics.image import IMAGE_SCORES
 
 DEFAULT_SCORE = "median_plus_min_over_max"  # the paper's; checkpoints calibrated before a score was recorded
@@ -22,16 +24,32 @@ def alarm_score(meta: dict) -> str:
     return score if score in IMAGE_SCORES else DEFAULT_SCORE
 
 
-def stored_threshold(meta: dict, score: str) -> float | None:
-    """The calibrated threshold of ``score``, if any."""
-    value = (_record(meta).get("thresholds") or {}).get(score)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def stored_threshold(meta: dict, score: str, source: str | None = None) -> float | None:
+    """The calibrated threshold of ``score``, if any. A stored threshold that is not a finite
+    number (NaN would never raise the alarm) is a CheckpointError telling to calibrate again."""
+    thresholds = _record(meta).get("thresholds") or {}
+    value = thresholds.get(score) if isinstance(thresholds, dict) else None
+    if value is None:
+        return None
+    try:
+        number = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    if number is None or not math.isfinite(number):
+        where = f"{source}: " if source else ""
+        raise CheckpointError(
+            f"{where}the stored OOD threshold of score '{score}' is {value!r}, not a finite number; "
+            "run `udistill calibrate` again"
+        )
+    return number
 
 
 def stored_display_range(meta: dict) -> tuple[float, float] | None:
     """The heat-map scale stored at calibration ([0, p99 of in-distribution U]), if valid."""
     rng = _record(meta).get("display_range")
     if not (isinstance(rng, (list, tuple)) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)):
+        return None
+    if not all(math.isfinite(v) for v in rng):
         return None
     return (float(rng[0]), float(rng[1])) if rng[1] > rng[0] else None
 
