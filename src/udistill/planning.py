@@ -7,8 +7,10 @@ on a scheduler; both should be known before the first job starts.
 
 Sizes are computed, not guessed: checkpoint bytes from the model's own parameter count
 (a model is built without weights), optimiser state per optimiser, the cache from
-:func:`udistill.targets.cache_nbytes`. Image counts come from the data (or, when the data
-is not on this machine, from the published split sizes; otherwise "unknown").
+:func:`udistill.targets.cache_nbytes`. Image counts come from the data (or, when no root is
+given anywhere, neither in the config nor in the data set's environment variable, from the
+published split sizes; otherwise "unknown"). A root that is given must hold the images: the
+dry run checks it with the run's own validation (:mod:`udistill.validation`).
 Times scale a *measured* throughput (:data:`MEASURED`, each with the file it comes from)
 by pixels; no GPU has been measured in this project, so every time is CPU time of one
 thread, to be divided by the speed-up of the hardware actually used.
@@ -64,10 +66,16 @@ def _model_key(cfg: ExperimentConfig) -> str:
 def count_images(cfg: ExperimentConfig, role: str, shift=None) -> tuple[int | None, str]:
     """(images, how it was found) of a role's set (or a shift of it)."""
     from .data.from_config import dataset_for
+    from .errors import ConfigError, UdistillError
+    from .validation import root_not_given
 
     try:
         return len(dataset_for(cfg.data, role, shift=shift)), "counted"
-    except Exception:  # noqa: BLE001 - data not here (any loader error): fall back to published sizes
+    except UdistillError as exc:
+        root = (shift.root if shift is not None else None) or cfg.data.root
+        if root is not None or not root_not_given(exc):  # given, but not usable: never a silent guess
+            what = f"the {role} set" if shift is None else f"shift '{shift.name}'"
+            raise ConfigError(f"config key 'data.root': {what}: {exc}") from None
         split = {"train": cfg.data.train_split, "val": cfg.data.val_split, "test": cfg.data.test_split}[role]
         name = cfg.data.dataset
         if shift is not None:

@@ -210,7 +210,7 @@ def check_class_weights(cfg: ExperimentConfig, num_classes: int | None = None) -
         raise ConfigError("config key 'train.class_weights': expected finite weights >= 0, not all zero")
 
 
-def _root_not_given(exc: Exception) -> bool:
+def root_not_given(exc: Exception) -> bool:
     """The loader's message when neither the config nor the environment names a root
     (:func:`udistill.data.files.resolve_root`)."""
     return "no root folder given" in str(exc)
@@ -258,7 +258,7 @@ def check_data(cfg: ExperimentConfig, require_roots: bool = True) -> int | None:
                 raise
             raise ConfigError(f"config key '{key}': {what}: an option its data set does not take ({exc})") from None
         except UdistillError as exc:
-            if not require_roots and root is None and _root_not_given(exc):
+            if not require_roots and root is None and root_not_given(exc):
                 continue  # a dry run away from the data: the plan says "published"
             named = root_key if "root" in str(exc) else key
             raise ConfigError(f"config key '{named}': {what}: {exc}") from None
