@@ -238,6 +238,11 @@ def _predict_command(sub) -> None:
         default="skip",
         help="bad input: report and skip it (exit 3 at the end) or stop at once (exit 2)",
     )
+    pr.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo inputs whose outputs an earlier run with the same settings finished (default: skip them)",
+    )
 
 
 def _export_commands(sub) -> None:

@@ -118,3 +118,65 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         raise UdistillError(f"{path}: {what} not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UdistillError(f"{path}: {what} is not valid JSON ({exc})") from None
+
+
+def remove_temp_files_of(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` leaves for this one ``path``
+    (``.NAME.XXXX.tmp`` beside it) when its writer was killed: safe in a folder shared with
+    other files, since only temporaries of this name are touched."""
+    import glob
+
+    path = Path(path)
+    removed = []
+    if path.parent.is_dir():
+        for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            if p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def atomic_write_set(files: list[tuple[Path, Any]], last: Path, last_data: bytes, journal: Path) -> None:
+    """Write ``files`` and then ``last`` as one set, so a reader that trusts ``last`` never
+    sees a mixed or partial set. A file's data may be a callable returning the bytes: it is
+    called when that file is written, so only one file's bytes are held at a time.
+
+    Why this order: every file first goes to a temporary name; ``journal`` (a fixed name,
+    holding ``last``'s content) is written before anything is renamed, so a killed writer
+    leaves a mark naming its files; an older ``last`` is removed before the others are
+    replaced (an old record never vouches for new files) and ``last`` is renamed from the
+    journal at the very end: it exists only beside a complete set."""
+    temps: list[tuple[Path, Path]] = []
+    touched = False  # once the old set is changed, the journal must stay to mark it
+    try:
+        for path, data in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((Path(tmp), path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data() if callable(data) else data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        atomic_write_bytes(journal, last_data)
+        if last.is_file() or last.is_symlink():
+            touched = True
+            last.unlink()
+        for tmp, path in temps:
+            touched = True
+            os.replace(tmp, path)
+        os.replace(journal, last)
+    except OSError as exc:
+        raise UdistillError(f"{exc.filename or last}: write failed ({exc.strerror or exc})") from None
+    finally:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        if not touched:
+            journal.unlink(missing_ok=True)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """The bytes :func:`atomic_write_json` writes for ``obj``."""
+    return (json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n").encode("utf-8")

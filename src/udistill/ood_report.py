@@ -67,6 +67,23 @@ def operating_point(values: Sequence[float], threshold: float | None) -> float |
     return float(np.mean(np.asarray(values, np.float64) > threshold))
 
 
+def check_disjoint(in_folder, ood_folders: Sequence) -> None:
+    """Refuse an OOD folder that shares images with the in-distribution one: identical
+    scores on both sides give AUROC 0.5, which reads as "the alarm cannot tell" when the
+    command line was the mistake."""
+    _, in_files = list_images(in_folder)
+    seen = {p.resolve(): p for p in in_files}
+    for folder in ood_folders:
+        _, files = list_images(folder)
+        shared = [p for p in files if p.resolve() in seen]
+        if shared:
+            what = "is the --in folder" if len(shared) == len(files) == len(seen) else "shares images with --in"
+            raise UdistillError(
+                f"{folder}: {what} {in_folder} ({len(shared)} image(s), e.g. {shared[0]}); "
+                "OOD frames must differ from the in-distribution ones"
+            )
+
+
 def ood_report(
     checkpoint,
     in_folder,
@@ -77,6 +94,7 @@ def ood_report(
     threshold: float | None = None,
 ) -> dict:
     """The report as a dict (see the module docstring)."""
+    check_disjoint(in_folder, ood_folders)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no calibrated threshold" is reported in the result instead
         probe = Predictor.from_checkpoint(checkpoint, device=device, native=native, threshold=threshold)

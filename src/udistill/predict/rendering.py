@@ -107,14 +107,23 @@ def png_bytes(img) -> bytes:
     return buf.getvalue()
 
 
-def write_rgb_png(path: Path, arr: np.ndarray) -> None:
+def rgb_png_bytes(arr: np.ndarray) -> bytes:
     from PIL import Image
 
-    atomic_write_bytes(path, png_bytes(Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))))
+    return png_bytes(Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8)))
+
+
+def write_rgb_png(path: Path, arr: np.ndarray) -> None:
+    atomic_write_bytes(path, rgb_png_bytes(arr))
 
 
 def write_label_png(path: Path, labels: np.ndarray, scheme: LabelScheme) -> None:
     """Palette PNG: pixel values are class ids, the palette the scheme's colours."""
+    atomic_write_bytes(path, label_png_bytes(labels, scheme))
+
+
+def label_png_bytes(labels: np.ndarray, scheme: LabelScheme) -> bytes:
+    """The palette PNG of :func:`write_label_png`, in memory (predict writes a frame's files as one set)."""
     from PIL import Image
 
     if scheme.num_classes > 255:
@@ -122,7 +131,7 @@ def write_label_png(path: Path, labels: np.ndarray, scheme: LabelScheme) -> None
     lab = np.ascontiguousarray(labels, dtype=np.uint8)
     img = Image.frombuffer("P", (lab.shape[1], lab.shape[0]), lab.tobytes(), "raw", "P", 0, 1)
     img.putpalette(scheme.palette().reshape(-1).tolist())
-    atomic_write_bytes(path, png_bytes(img))
+    return png_bytes(img)
 
 
 def histogram(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
