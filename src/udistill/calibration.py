@@ -26,6 +26,8 @@ Protocol, so that the alarm is never tested on the images it was fitted on:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +39,8 @@ from .config import ExperimentConfig
 from .data.from_config import dataset_for, parse_shifts, parse_val_shifts
 from .errors import ConfigError
 from .methods import PredictorOutput, score_map
-from .metrics import IMAGE_SCORES, conformal_min_frames, conformal_threshold, image_scores, ood_metrics
+from .metrics import IMAGE_SCORES, conformal_min_frames, conformal_threshold, image_scores
+from .selection import rank_image_scores
 
 PAPER_SCORE = "median_plus_min_over_max"
 SUBSETS = ("all", "even", "odd")
@@ -98,16 +101,43 @@ def describe_set(ds) -> str:
     return f"{getattr(ds, 'dataset_name', type(getattr(ds, 'dataset', ds)).__name__)} split '{split}'{rule}, {len(ds)} images"
 
 
-def check_disjoint(calibration, tests: dict[str, object]) -> None:
-    """Refuse a calibration set that shares an image with any test set (by item name)."""
-    cal = set(item_names(calibration))
+@functools.lru_cache(maxsize=65536)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
+
+
+def item_identities(ds) -> list[str]:
+    """What identifies each image across data sets, by content: the digest of its file's
+    bytes for on-disk data (a renamed copy is the same image), the item name for rendered
+    data (synthetic scenes are a function of seed, split and index)."""
+    if isinstance(ds, Selection):
+        ids = item_identities(ds.dataset)
+        return [ids[i] for i in ds.indices]
+    base = getattr(ds, "dataset", ds)  # InMemory
+    paths = [s.image for s in base.samples] if hasattr(base, "samples") else getattr(base, "files", None)
+    if paths is None:
+        return item_names(ds)
+    out = []
+    for p in paths:
+        st = Path(p).stat()
+        out.append(_file_digest(str(p), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def check_disjoint(calibration, tests: dict[str, object], what: str = "the calibration set") -> None:
+    """Refuse ``calibration`` (or any set that makes a choice) when it shares an image with
+    any test set, by content (:func:`item_identities`); the message names the files."""
+    ids = item_identities(calibration)
+    mine = dict(zip(ids, item_names(calibration)))
     for name, ds in tests.items():
-        common = cal.intersection(item_names(ds))
+        theirs = dict(zip(item_identities(ds), item_names(ds)))
+        common = sorted(set(mine).intersection(theirs))
         if common:
-            example = sorted(common)[0]
+            d = common[0]
             raise ConfigError(
-                f"the calibration set shares {len(common)} image(s) with the test set '{name}' (e.g. {example}); "
-                "set evaluate.calibration_split / calibration_subset or the test split so that they are disjoint"
+                f"{what} shares {len(common)} image(s) with the test set '{name}' "
+                f"(e.g. {mine[d]} is the same image as {theirs[d]}); "
+                "choose disjoint splits (evaluate.calibration_split / calibration_subset, data.val_split, the test split)"
             )
 
 
@@ -150,16 +180,14 @@ def collect_image_scores(
 
 
 def choose_score(in_scores: dict, shift_scores: dict[str, dict]) -> tuple[str, dict]:
-    """The image score with the best mean AUROC over the validation shifts (ties: the first
-    in :data:`IMAGE_SCORES` order); the paper's score when there are no validation shifts."""
-    table = {
-        name: {s: ood_metrics(in_scores[s], sc[s])["auroc"] for s in IMAGE_SCORES} for name, sc in shift_scores.items()
-    }
-    if not table:
-        return PAPER_SCORE, table
-    mean = {s: float(np.mean([table[n][s] for n in table])) for s in IMAGE_SCORES}
-    best = max(IMAGE_SCORES, key=lambda s: (mean[s], -IMAGE_SCORES.index(s)))
-    return best, table
+    """The image score of U best on the validation shifts, by the one selection rule of
+    :mod:`udistill.selection` (ties: :data:`~udistill.selection.TIE_RULE`); the paper's score
+    when there are no validation shifts. Returns (score, {shift: {score: auroc}})."""
+    if not shift_scores:
+        return PAPER_SCORE, {}
+    ranked = rank_image_scores(list(IMAGE_SCORES), in_scores, shift_scores)
+    table = {name: {r["candidate"]: r["validation_auroc"][name] for r in ranked} for name in shift_scores}
+    return ranked[0]["candidate"], {name: {s: table[name][s] for s in IMAGE_SCORES} for name in table}
 
 
 def check_alarm_size(n: int, rate: float, where: str = "the calibration set") -> None:
@@ -268,8 +296,11 @@ def run_calibration(cfg: ExperimentConfig, device=None, paths: list[Path] | None
 
     dev = resolve_device(device or cfg.device)
     cal = calibration_dataset(cfg)
-    check_disjoint(cal, test_sets(cfg))
+    tests = test_sets(cfg)
+    check_disjoint(cal, tests)
     val_shifts = {spec.name: dataset_for(cfg.data, "val", shift=spec) for spec in parse_val_shifts(cfg.data)}
+    for name, ds in val_shifts.items():  # the score is chosen on these: they must not be test images either
+        check_disjoint(ds, tests, what=f"the validation shift '{name}'")
     if paths is None:
         paths = [
             p for p in (student_dir(cfg, "paper") / MODEL_FILE, student_dir(cfg, "light") / MODEL_FILE) if p.exists()

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .config import ExperimentConfig, save_config, to_dict
-from .data.from_config import parse_shifts
+from .data.from_config import dataset_for, parse_shifts, parse_val_shifts
 from .data.labels import IGNORE_INDEX, SCHEMES, map_probabilities
 from .device import resolve_device
 from .distill import control_dir, student_dir
@@ -48,12 +48,14 @@ from .metrics import (
     ConfusionMatrix,
     CorrelationMeter,
     SigmaHistogram2D,
+    binomial_upper_bound,
     image_scores,
     ood_metrics,
 )
 from .metrics.calibration import PredictorCalibration
 from .models.build import SegmentationModel
 from .models.checkpoint import load_model
+from .selection import apply_image_choice, apply_pixel_choice, select_on_validation
 from .sharding import gather_to_main, global_batches, is_main, my_batches, world
 from .train.loop import MODEL_FILE
 
@@ -487,17 +489,23 @@ def pixel_results(acc: SetAccumulator, predictors: dict) -> tuple[dict, dict, di
 
 
 def operating_points(alarms: dict, in_scores: dict, shifted: dict) -> dict:
-    """False-alarm rate on the in-distribution test images and detection rate on the shifted
-    ones at each student's stored threshold (flag when score > threshold)."""
+    """False-alarm rate on the in-distribution test images (with its one-sided 95 % binomial
+    upper bound) and detection rate on the shifted ones at each student's stored threshold
+    (flag when score > threshold)."""
     out = {}
     for who, alarm in alarms.items():
         key = PRIMARY[who]
         sc, thr = alarm["score"], alarm["thresholds"][alarm["score"]]
+        flags = np.asarray(in_scores[key][sc]) > thr
         out[who] = {
             "score": sc,
             "threshold": thr,
+            "threshold_method": alarm.get("method", "empirical quantile"),
             "calibration_false_alarm_rate": alarm["false_alarm_rate"],
-            "false_alarm_rate": float(np.mean(np.asarray(in_scores[key][sc]) > thr)),
+            "false_alarm_rate": float(np.mean(flags)),
+            "false_alarms": int(flags.sum()),
+            "in_distribution_images": int(flags.size),
+            "false_alarm_rate_upper_95": binomial_upper_bound(int(flags.sum()), int(flags.size)),
             "detection_rate": float(np.mean(np.asarray(shifted[key][sc]) > thr)),
         }
     return out
@@ -554,7 +562,10 @@ def shift_results(acc_in: SetAccumulator, acc: SetAccumulator, methods, alarms: 
         "per_class_iou": s["per_class_iou"],
         "images": len(acc.names),
         "predictors": predictor_table(acc),
-        "ood": {m: {sc: {"auroc": v["auroc"], "fpr95": v["fpr95"]} for sc, v in d.items()} for m, d in ood.items()},
+        "ood": {
+            m: {sc: {"auroc": v["auroc"], "fpr95": v["fpr95"], "aupr": v["aupr"]} for sc, v in d.items()}
+            for m, d in ood.items()
+        },
         "roc": {sc: ood["student_sigma"][sc]["roc"] for sc in IMAGE_SCORES},
     }
     ops = operating_points(alarms, acc_in.scores, acc.scores)
@@ -564,9 +575,18 @@ def shift_results(acc_in: SetAccumulator, acc: SetAccumulator, methods, alarms: 
     return entry
 
 
+def validation_selection(acc_val: SetAccumulator, val_shifted: dict, methods, descriptions: dict) -> dict:
+    """``selection.<side>`` chosen on the validation split and its shifts (never on test)."""
+    val_pixel = {m.key: acc_val.pixel[m.key].compute() for m in methods} if acc_val.pixel else {}
+    chosen_on = {"validation": descriptions["val"], "shifts": {n: descriptions[n] for n in val_shifted}}
+    return select_on_validation(
+        methods, acc_val.scores, {n: a.scores for n, a in val_shifted.items()}, val_pixel, chosen_on
+    )
+
+
 def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: bool = True) -> Path:
     """Evaluate the run in ``cfg.out_dir``; writes ``evaluation/`` with results.json and the report."""
-    from .calibration import test_sets
+    from .calibration import check_disjoint, describe_set, test_sets
     from .report.headline import headline_rows
     from .report.pipeline import write_figures_and_report
 
@@ -586,8 +606,15 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
         acc = SetAccumulator(ds.scheme.num_classes, n_model, pixel, ec.bins, ec.examples, methods, predictors)
         return evaluate_set(models, ds, dev, acc, ec.batch_size, ec.max_images, desc, progress, cfg.data.num_workers)
 
+    val_specs = parse_val_shifts(cfg.data)
+    val_sets = {"val": dataset_for(cfg.data, "val")}
+    val_sets.update({spec.name: dataset_for(cfg.data, "val", shift=spec) for spec in val_specs})
+    for name, ds in val_sets.items():  # a choice made on a test image would be a choice made on test
+        check_disjoint(ds, sets, what=f"the validation set '{name}'")
     acc_in = accumulate(test_set, True, "test")
     shifted = {spec.name: accumulate(sets[spec.name], False, spec.name) for spec in parse_shifts(cfg.data)}
+    acc_val = accumulate(val_sets["val"], True, "val")
+    val_shifted = {spec.name: accumulate(val_sets[spec.name], False, f"val {spec.name}") for spec in val_specs}
     if not is_main():
         return out
     results: dict = {
@@ -598,6 +625,10 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
         "methods": {m.key: {"predictor": m.predictor, "score": m.score, "label": m.label} for m in methods},
     }
     results.update(in_distribution_results(acc_in))
+    descriptions = {n: {"set": describe_set(ds), "images": len(ds)} for n, ds in val_sets.items()}
+    results["selection"] = selection = validation_selection(acc_val, val_shifted, methods, descriptions)
+    results["pixel_selected"] = apply_pixel_choice(results["pixel"], selection)
+    results["pixel_student_errors_selected"] = apply_pixel_choice(results["pixel_student_errors"], selection)
     image_scores_by_set = {"in-distribution": acc_in.scores}
     examples = {"in-distribution": acc_in.examples}
     alarms = models.alarms
@@ -613,7 +644,8 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
     results["shifts"] = {}
     for spec in parse_shifts(cfg.data):
         acc = shifted[spec.name]
-        results["shifts"][spec.name] = shift_results(acc_in, acc, methods, alarms)
+        results["shifts"][spec.name] = entry = shift_results(acc_in, acc, methods, alarms)
+        entry["selected"] = apply_image_choice(entry["ood"], selection)
         image_scores_by_set[spec.name] = acc.scores
         examples[spec.name] = acc.examples
     keep = ("student_sigma", "ensemble_std", "baseline_msp", "student_light_sigma")

@@ -4,6 +4,7 @@ and a tiny end-to-end experiment through the CLI."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -67,10 +68,12 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
             "data.size=[32,48]",
             "data.test_options={length: 6}",
             "data.shifts=[fog, dusk]",
+            "data.val_shifts=[fog-dense, rain]",
             f"model={yaml.safe_dump(MODEL, default_flow_style=True).strip()}",
             "teacher.members=2",
             "evaluate.mc_samples=2",
             "evaluate.batch_size=3",
+            "evaluate.false_alarm_rate=0.2",  # 6 calibration images: a conformal 5 % needs 19
         ],
     )
     from udistill.calibration import run_calibration
@@ -111,7 +114,25 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
         assert set(res["shifts"][shift]["miou"]) >= {"baseline", "teacher", "student"}
         for m in METHODS:
             for sc in IMAGE_SCORES:
-                assert set(res["shifts"][shift]["ood"][m][sc]) == {"auroc", "fpr95"}
+                assert set(res["shifts"][shift]["ood"][m][sc]) == {"auroc", "fpr95", "aupr"}
+        # each side's score was chosen on validation; the test entry is read off the test table
+        for side, chosen in res["shifts"][shift]["selected"].items():
+            sel = res["selection"][side]
+            assert (chosen["method"], chosen["score"]) == (sel["method"], sel["score"])
+            assert chosen["auroc"] == res["shifts"][shift]["ood"][sel["method"]][sel["score"]]["auroc"]
+    assert set(res["selection"]) == {"baseline", "mc_dropout", "ensemble", "student", "student_light"}
+    for side, sel in res["selection"].items():
+        assert sel["chosen_on"]["validation"]["images"] == 6 and set(sel["chosen_on"]["shifts"]) == {
+            "fog-dense",
+            "rain",
+        }
+        assert set(sel["validation_auroc"]) == {"fog-dense", "rain"}
+        assert sel["mean_validation_auroc"] == pytest.approx(np.mean(list(sel["validation_auroc"].values())))
+        assert sel["pixel"]["method"] in res["pixel"]
+    assert (
+        res["pixel_selected"]["student"]["auroc"]
+        == res["pixel"][res["selection"]["student"]["pixel"]["method"]]["auroc"]
+    )
     assert len(res["classes"]) == 11 and res["config"]["out_dir"] == str(run)
     html = (out / "report.html").read_text()
     assert "student_sigma" in html and "fog" in html
@@ -119,10 +140,18 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
     assert len(pngs) >= 7 and all(p.stat().st_size > 1000 for p in pngs)
     # the OOD threshold is calibrated on validation images and stored with the student
     meta = read_metadata(run / "student" / "model.safetensors")
-    assert meta["ood"]["false_alarm_rate"] == 0.05
+    assert meta["ood"]["false_alarm_rate"] == 0.2 and meta["ood"]["method"] == "conformal"
     assert set(meta["ood"]["thresholds"]) == set(IMAGE_SCORES)
     op = res["shifts"]["fog"]["operating_point"]
-    assert op["score"] == meta["ood"]["score"] and 0 <= op["false_alarm_rate"] <= 1 and 0 <= op["detection_rate"] <= 1
+    assert op["score"] == meta["ood"]["score"]
+    # the operating point recomputes from the stored image scores at the stored threshold
+    t = meta["ood"]["thresholds"][op["score"]]
+    in_scores = np.asarray(res["image_scores"]["in-distribution"]["student_sigma"][op["score"]])
+    fog_scores = np.asarray(res["image_scores"]["fog"]["student_sigma"][op["score"]])
+    assert op["false_alarm_rate"] == pytest.approx(np.mean(in_scores > t))
+    assert op["detection_rate"] == pytest.approx(np.mean(fog_scores > t))
+    assert op["false_alarms"] == int(np.sum(in_scores > t)) and op["in_distribution_images"] == 6
+    assert op["false_alarm_rate"] <= op["false_alarm_rate_upper_95"] <= 1
 
 
 def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, capsys):

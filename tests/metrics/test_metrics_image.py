@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from udistill.metrics import (
     IMAGE_SCORES,
@@ -40,6 +40,7 @@ def test_ood_metrics_match_sklearn(ties):
     y = np.r_[np.zeros(a.size), np.ones(b.size)]
     s = np.r_[a, b]
     assert r["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert r["aupr"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
     assert r["fpr95"] == pytest.approx(fpr[np.argmax(tpr >= 0.95)])
     np.testing.assert_allclose(r["roc"]["fpr"], fpr)

@@ -65,7 +65,8 @@ def ood_metrics(in_scores: Iterable[float], out_scores: Iterable[float]) -> dict
     """Exact ROC analysis with OOD images as positives (higher score = more likely OOD).
 
     Returns ``auroc`` (trapezoid, ties count one half, as scikit-learn), ``fpr95`` (false
-    positive rate at the first threshold reaching 95 % TPR) and ``roc`` = {fpr, tpr} lists
+    positive rate at the first threshold reaching 95 % TPR), ``aupr`` (average precision with
+    OOD as the positive class) and ``roc`` = {fpr, tpr} lists
     (one point per distinct threshold, starting at (0, 0)). AUROC is *not* flipped: a score
     that ranks OOD images lower (like the paper's ``max``) yields AUROC < 0.5.
     Empty inputs give nan metrics and empty curves.
@@ -76,6 +77,7 @@ def ood_metrics(in_scores: Iterable[float], out_scores: Iterable[float]) -> dict
         return {
             "auroc": math.nan,
             "fpr95": math.nan,
+            "aupr": math.nan,
             "roc": {"fpr": [], "tpr": []},
             "n_in": int(neg.size),
             "n_out": int(pos.size),
@@ -88,9 +90,11 @@ def ood_metrics(in_scores: Iterable[float], out_scores: Iterable[float]) -> dict
     tp = np.r_[0.0, np.cumsum(y)[last]]
     fp = np.r_[0.0, np.cumsum(1.0 - y)[last]]
     tpr, fpr = tp / pos.size, fp / neg.size
+    precision = tp[1:] / np.maximum(tp[1:] + fp[1:], 1.0)
     return {
         "auroc": float(np.trapezoid(tpr, fpr)),
         "fpr95": float(fpr[int(np.argmax(tpr >= 0.95))]),
+        "aupr": float(np.sum(np.diff(tpr) * precision)),  # average precision, as scikit-learn's
         "roc": {"fpr": [float(v) for v in fpr], "tpr": [float(v) for v in tpr]},
         "n_in": int(neg.size),
         "n_out": int(pos.size),

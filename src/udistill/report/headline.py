@@ -1,19 +1,17 @@
 """The answer first: what the student keeps of the ensemble's uncertainty, at what cost.
 
 :func:`headline_rows` reduces a results dict to a few rows, student beside ensemble, each
-pair measured on the same images and the same error set:
+pair measured on the same images and the same error set, each side by the score a user gets:
+the one chosen on validation data (``results["selection"]``, see :mod:`udistill.selection`):
 
-- pixel errors: the *student's* wrong pixels ranked by the best student score and by the
-  best ensemble score (``pixel_student_errors``: one error set for both);
-- σ fidelity: Pearson of student U against ensemble U, and the scale (median ratio per
-  decile of ensemble U, smallest and largest);
-- per shift: image-level OOD AUROC of the best (method, image score) of each, and the
-  operating point of the student's stored alarm (score chosen on validation shifts);
+- pixel errors: the *student's* wrong pixels ranked by each side's chosen pixel method;
+- σ fidelity: Pearson of student U against ensemble U, and the scale;
+- per shift: image-level OOD AUROC of each side's chosen (method, image score), the
+  baseline's beside it, and the operating point of the student's stored alarm;
 - segmentation (mIoU) and cost (batch-1 latency).
 
-"Best" is the maximum over each model's own methods and image scores on this test set, the
-same rule for both sides: an upper bound for each, not a choice made for deployment (the
-alarm's score is that choice, made on validation data).
+:func:`oracle_rows` gives the per-test-set best of each side: an upper bound chosen on the
+test data, reported only in a table titled as an oracle.
 """
 
 from __future__ import annotations
@@ -72,9 +70,96 @@ def _row(what: str, student, ensemble, student_by=None, ensemble_by=None, note: 
     }
 
 
+def _chosen_text(sel: Mapping | None) -> str:
+    """Where a choice was made, read from the stored record (never typed)."""
+    if not sel:
+        return "no choice stored"
+    on = sel.get("chosen_on") or {}
+    val = on.get("validation") or {}
+    shifts = ", ".join(on.get("shifts") or {}) or "none"
+    text = f"chosen on {val.get('set', 'validation')} and its shifts ({shifts})"
+    if sel.get("determined") is False:
+        text += "; undetermined there (tie within 0.0005 AUROC, broken by the stated rule)"
+    return text
+
+
+def _selected_name(entry: Mapping | None, with_score: bool = True) -> str | None:
+    if not entry or not entry.get("method"):
+        return None
+    name = f"{entry['method']} / {entry['score']}" if with_score and entry.get("score") else entry["method"]
+    return name if entry.get("determined", True) is not False else name + " (undetermined)"
+
+
+def _alarm_note(op: Mapping, alarm: Mapping | None) -> str:
+    if not op:
+        return ""
+    alarm = alarm or {}
+    where = alarm.get("calibration_set") or "the calibration set"
+    shifts = ", ".join(alarm.get("selection") or {}) or "none"
+    return (
+        f"alarm ({op.get('score')}, score chosen on validation shifts: {shifts}; threshold fitted on {where}): "
+        f"detects {op['detection_rate']:.0%}, false alarms {op['false_alarm_rate']:.0%} "
+        f"(target {op.get('calibration_false_alarm_rate', 0):.0%})"
+    )
+
+
 def headline_rows(results: Mapping) -> list[dict]:
-    """Rows ``{what, student, ensemble, student_by, ensemble_by, note}`` (numbers or None)."""
+    """Rows ``{what, student, ensemble, student_by, ensemble_by, note}`` (numbers or None).
+
+    Every number is the score chosen on validation (``results["selection"]``), applied to the
+    test set; results without a stored selection (older runs) fall back to the per-test-set
+    best and say so in the row (an oracle)."""
+    if not results.get("selection"):
+        return oracle_rows(results, legacy=True)
     rows = []
+    sel = results["selection"]
+    vs = results.get("pixel_student_errors_selected") or {}
+    for metric, label in (
+        ("auroc", "pixel errors of the student: AUROC ↑"),
+        ("eaurc", "pixel errors of the student: E-AURC ↓"),
+    ):
+        s, e, b = (vs.get(side) or {} for side in ("student", "ensemble", "baseline"))
+        note = f"baseline ({b['method']}) {_num(b.get(metric)):.3f}" if _num(b.get(metric)) is not None else ""
+        rows.append(
+            _row(
+                label,
+                _num(s.get(metric)),
+                _num(e.get(metric)),
+                _selected_name(s, False),
+                _selected_name(e, False),
+                note,
+            )
+        )
+    rows.append(_fidelity_row(results.get("agreement") or {}))
+    for name, sh in (results.get("shifts") or {}).items():
+        chosen = sh.get("selected") or {}
+        s, e, b = (chosen.get(side) or {} for side in ("student", "ensemble", "baseline"))
+        parts = [f"baseline {_num(b.get('auroc')):.3f}"] if _num(b.get("auroc")) is not None else []
+        alarm_note = _alarm_note(sh.get("operating_point") or {}, (results.get("alarm") or {}).get("student"))
+        if alarm_note:
+            parts.append(alarm_note)
+        rows.append(
+            _row(
+                f"OOD {name}: image AUROC ↑",
+                _num(s.get("auroc")),
+                _num(e.get("auroc")),
+                _selected_name(s),
+                _selected_name(e),
+                "; ".join(parts),
+            )
+        )
+    rows += _miou_and_cost_rows(results)
+    for r in rows:
+        r["chosen_on"] = _chosen_text(sel.get("student"))
+    return rows
+
+
+def oracle_rows(results: Mapping, legacy: bool = False) -> list[dict]:
+    """The per-test-set best (method, score) of each side: an oracle, chosen on the test data
+    it reports, shown only in a table titled as such (``legacy``: the headline of a results
+    file written before selections were stored)."""
+    rows = []
+    tag = " [oracle: best on this test set]"
     vs = results.get("pixel_student_errors") or {}
     for metric, higher, label in (
         ("auroc", True, "pixel errors of the student: AUROC ↑"),
@@ -83,18 +168,19 @@ def headline_rows(results: Mapping) -> list[dict]:
         b = _num((vs.get("baseline_msp") or {}).get(metric))
         note = f"baseline softmax {b:.3f}" if b is not None else ""
         (s, sw), (e, ew) = _best(vs, SIDES["student"], metric, higher), _best(vs, SIDES["ensemble"], metric, higher)
-        rows.append(_row(label, s, e, sw, ew, note))
-    rows.append(_fidelity_row(results.get("agreement") or {}))
+        rows.append(_row(label + tag, s, e, sw, ew, note))
+    if legacy:
+        rows.append(_fidelity_row(results.get("agreement") or {}))
     for name, s in (results.get("shifts") or {}).items():
         (st, sw), (en, ew) = _best_ood(s.get("ood"), SIDES["student"]), _best_ood(s.get("ood"), SIDES["ensemble"])
-        op = s.get("operating_point") or {}
-        note = ""
-        if op:
-            note = (
-                f"alarm ({op.get('score')}, chosen on val): detects {op['detection_rate']:.0%}, "
-                f"false alarms {op['false_alarm_rate']:.0%} (calibrated at {op.get('calibration_false_alarm_rate', 0):.0%})"
-            )
-        rows.append(_row(f"OOD {name}: image AUROC ↑", st, en, sw, ew, note))
+        rows.append(_row(f"OOD {name}: image AUROC ↑" + tag, st, en, sw, ew))
+    if legacy:
+        rows += _miou_and_cost_rows(results)
+    return rows
+
+
+def _miou_and_cost_rows(results: Mapping) -> list[dict]:
+    rows = []
     miou = results.get("miou") or {}
     extra = ", ".join(f"{k} {miou[k]:.3f}" for k in ("baseline", "control") if _num(miou.get(k)) is not None)
     rows.append(_row("mIoU (in distribution) ↑", _num(miou.get("student")), _num(miou.get("teacher")), note=extra))
