@@ -158,13 +158,21 @@ def owned_names(rec: dict | None, job: Job) -> set[str]:
     return set()
 
 
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path for a symbolic-link loop (reported when read)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
 def check_ownership(jobs: Sequence[Job], out: Path, video_out: bool = False) -> None:
     """Refuse (one line naming the file) to write over a file predict did not create.
 
     An existing output is ours when the job's record, or the journal of an interrupted run,
     names it; an input of this run is never written over. Folders in the way are not
     refused here: that frame is reported and skipped when its turn comes."""
-    inputs = {j.path.resolve() for j in jobs}
+    inputs = {_resolved(j.path) for j in jobs}
     for job in jobs:
         o = job_outputs(job, out, video_out)
         rec, journal = read_record(o.record), read_record(o.journal)
@@ -172,7 +180,7 @@ def check_ownership(jobs: Sequence[Job], out: Path, video_out: bool = False) -> 
         for path in o.all:
             if not (path.is_file() or path.is_symlink()):
                 continue
-            if path.resolve() in inputs:
+            if _resolved(path) in inputs:
                 raise UdistillError(
                     f"{path}: is an input of this run and would be overwritten by the outputs of "
                     f"{job.path}; choose another --out"
