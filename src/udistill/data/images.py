@@ -9,7 +9,9 @@ OOD metrics only: every label is 255 = ignore, so segmentation metrics are empty
 
 ``root`` is either
 
-- a folder: the png/jpg files in it, sorted by name (``recursive=True`` walks sub-folders); or
+- a folder: the image files in it (the types ``predict`` reads,
+  :data:`~udistill.data.imageio.IMAGE_EXTENSIONS`), sorted by name (``recursive=True``
+  walks sub-folders); or
 - a list file (any text file): one image path per line, relative to the list file's folder
   unless absolute; blank lines and lines starting with ``#`` are skipped.
 
@@ -26,8 +28,8 @@ import numpy as np
 
 from ..errors import DataError
 from .base import SegmentationDataset
-from .files import IMAGE_SUFFIXES, check_shift, files_digest, shift_seed
-from .imageio import read_image
+from .files import check_shift, files_digest, shift_seed
+from .imageio import IMAGE_EXTENSIONS, read_frame, read_image
 from .labels import CAMVID11, IGNORE_INDEX, SCHEMES, LabelScheme
 from .registry import register_dataset
 
@@ -39,10 +41,10 @@ def list_images(root, recursive: bool = False) -> tuple[Path, list[Path]]:
         raise DataError(f"{path}: image folder or list file not found")
     if path.is_dir():
         pattern = "**/*" if recursive else "*"
-        files = sorted(p for p in path.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = sorted(p for p in path.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         base = path
         if not files:
-            raise DataError(f"{path}: no images (.png, .jpg, .jpeg) in this folder")
+            raise DataError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     else:
         base = path.parent
         files = _read_list(path, base)
@@ -98,6 +100,23 @@ class ImageFolder(SegmentationDataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def drop_unreadable(self) -> list[str]:
+        """Decode every file as ``predict`` would (:func:`~udistill.data.imageio.read_frame`),
+        keep the readable ones and return one line per dropped file (``<file>: <problem>``).
+
+        Why: one corrupt or too small frame among a fleet's thousands must not end a
+        calibration, nor silently enter it with a meaningless score."""
+        keep, dropped = [], []
+        for path in self.files:
+            try:
+                read_frame(path)
+            except DataError as exc:
+                dropped.append(str(exc))
+                continue
+            keep.append(path)
+        self.files = keep
+        return dropped
 
     def source(self, index: int) -> str:
         return str(self.files[index])

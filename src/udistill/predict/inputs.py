@@ -1,8 +1,10 @@
 """Everything a user may hand the predictor, turned into one float batch.
 
-Accepted: a path, a PIL image, an (H, W, 3) uint8 (0..255) or float (0..1) array, a
-(3, H, W) or (N, 3, H, W) float tensor in [0, 1] (uint8 tensors are scaled). Grayscale and
-RGBA arrays are converted to RGB.
+Accepted: a path, a PIL image, an (H, W, 3) uint8 (0..255), uint16 (0..65535) or float
+(0..1) array, a (3, H, W) or (N, 3, H, W) float tensor in [0, 1] (uint8 tensors are scaled).
+Grayscale and RGBA arrays are converted to RGB. Paths and PIL images go through the data
+sets' reader (:mod:`udistill.data.imageio`): EXIF orientation applied, 16-bit scaled by bit
+depth, so ``predict``, ``calibrate`` and ``ood-report`` see the same pixels.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ def as_batch(image: Any) -> tuple[torch.Tensor, bool]:
     or uint8 (0..255) for uint8 images, which stay uint8 until they are resized (a 4000x6000
     frame is 72 MB as uint8, 288 MB as float)."""
     if isinstance(image, (str, os.PathLike)):
-        from ..data.imageio import read_image
+        from ..data.imageio import read_frame
 
-        image = read_image(image)
+        image = read_frame(image)
     if hasattr(image, "mode") and hasattr(image, "convert"):  # PIL image
-        image = np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
+        from ..data.imageio import to_rgb8
+
+        image = to_rgb8(image, "input")
     if isinstance(image, np.ndarray):
         t = _array_to_tensor(image).unsqueeze(0)
         return (t if t.dtype == torch.uint8 else check_range(t)), False
@@ -53,9 +57,11 @@ def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:
     t = torch.from_numpy(arr).permute(2, 0, 1)
     if arr.dtype == np.uint8:
         return t
+    if arr.dtype == np.uint16:  # 16-bit frames (imageio, OpenCV): scale by bit depth, not clip
+        return t.to(torch.int32).float() / 65535.0
     if np.issubdtype(arr.dtype, np.floating):
         return t.float()
-    raise ValueError(f"expected a uint8 (0..255) or float (0..1) array, got {arr.dtype}")
+    raise ValueError(f"expected a uint8 (0..255), uint16 (0..65535) or float (0..1) array, got {arr.dtype}")
 
 
 def check_range(t: torch.Tensor) -> torch.Tensor:
