@@ -319,7 +319,7 @@ def load_config(
     except ConfigError as exc:
         culprit = _override_for(str(exc), keys)
         if culprit is not None:  # the bad value came from the command line, not the file
-            raise ConfigError(f"--set {culprit}: {exc}") from None
+            raise ConfigError(f"--set {culprit!r}: {exc}" if "\n" in culprit else f"--set {culprit}: {exc}") from None
         if path is not None:
             raise ConfigError(f"{path}: {exc}") from None
         raise

@@ -32,21 +32,19 @@ from .io import atomic_write_json
 from .metrics import IMAGE_SCORES, ood_metrics
 from .predict import Predictor
 from .predict.alarm import alarm_score
-from .predict.geometry import check_frame_size
 
 
 def folder_scores(
     predictor: Predictor, folder: str | Path, skipped: list[str]
 ) -> tuple[list[str], dict[str, list[float]]]:
     """(image paths, {score name: values}) for every readable image of ``folder``."""
-    from .data.imageio import read_image
+    from .data.imageio import read_frame
 
     _, files = list_images(folder)
     names, scores = [], {s: [] for s in IMAGE_SCORES}
     for path in files:
         try:
-            rgb = read_image(path)
-            check_frame_size(rgb.shape[0], rgb.shape[1], str(path))
+            rgb = read_frame(path)  # the one reader: bit depth, EXIF, minimum size
         except DataError as exc:
             skipped.append(str(exc))
             print(f"udistill: skipped: {exc}", file=sys.stderr)

@@ -50,11 +50,9 @@ def split_images(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
 
 def _frame(path: Path) -> np.ndarray:
     """(1, 3, H, W) float32 in [0, 1], as the predictor feeds the graph."""
-    from .data.imageio import read_image
-    from .predict.geometry import check_frame_size
+    from .data.imageio import read_frame
 
-    rgb = read_image(path)
-    check_frame_size(rgb.shape[0], rgb.shape[1], str(path))
+    rgb = read_frame(path)
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
 
 

@@ -134,12 +134,11 @@ def predict_image_file(
 ) -> Prediction:
     """Predict one image file and write its four outputs as one set (the .json last: it
     exists only beside the three PNGs); DataError for a bad image."""
-    from ..data.imageio import read_image
+    from ..data.imageio import read_frame
 
     o = job_outputs(job, out)
     prepare_outputs(o)
-    rgb = read_image(job.path)
-    check_frame_size(rgb.shape[0], rgb.shape[1], str(job.path))
+    rgb = read_frame(job.path)
     pred = predictor(rgb)
     (lo, hi), scale_source = display_range(predictor.display_range, pred.uncertainty, vmax)
     record = {
