@@ -80,11 +80,13 @@ def _experiment_config(args, extra: list[str] = (), data: str = "check"):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .demo import measured_duration
 
     parser = argparse.ArgumentParser(
         prog="udistill",
         description="Uncertainty distillation for semantic segmentation: train a deep ensemble, distil its "
-        "per-pixel uncertainty into one two-headed student, evaluate, deploy.",
+        "per-pixel uncertainty into one two-headed student, evaluate, deploy. "
+        f"First run: `udistill demo` ({measured_duration()}).",
     )
     parser.add_argument("--version", action="version", version=f"udistill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -192,7 +194,15 @@ def _experiment_commands(sub) -> None:
     _add_config_args(xp, required=True)
     xp.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
 
-    dm = sub.add_parser("demo", help="the whole pipeline on built-in synthetic data (6-19 minutes on 2 CPU cores)")
+    from .demo import measured_duration
+
+    took = measured_duration()
+    dm = sub.add_parser(
+        "demo",
+        help=f"the whole pipeline on built-in synthetic data ({took})",
+        description=f"Teacher members, student, calibration, evaluation and report on built-in synthetic "
+        f"scenes; finished stages are reused on a rerun. Wall time: {took}.",
+    )
     dm.add_argument("--out", default="runs/demo")
     dm.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     dm.add_argument("--device", default=None)
@@ -357,7 +367,14 @@ def _cmd_train_teacher(args) -> int:
 
     cfg = _experiment_config(args)
     members = [args.member] if args.member is not None else parse_members(args.members)
-    with _distributed() as ctx:
+    import contextlib
+
+    from .member_jobs import REBUILD_ENV
+    from .provenance import rebuilding_stale
+
+    # a job started by experiment/demo (teacher.parallel_jobs) rebuilds a stale member as they do
+    rebuild = rebuilding_stale() if os.environ.get(REBUILD_ENV) == "1" else contextlib.nullcontext()
+    with _distributed() as ctx, rebuild:
         paths = train_members(cfg, members)
         if ctx.is_main:
             for p in paths:

@@ -90,6 +90,9 @@ class TeacherConfig:
     init_seed: int = 0  # one initialisation for all members (paper)
     diverse_init: bool = False  # True: member K is initialised with init_seed + K
     diversify: bool = True  # per-member lr / optimiser / augmentation drawn from K
+    # members trained side by side as one-thread processes on a CPU (experiment/demo): 1 = one
+    # after another in this process, 0 = one job per core (see udistill.member_jobs)
+    parallel_jobs: int = 1
 
 
 @dataclass

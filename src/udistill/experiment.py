@@ -51,10 +51,43 @@ def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrid
     return "\n".join(lines)
 
 
+def run_experiment(
+    cfg: ExperimentConfig, device: str | None = None, progress: bool = True, log=print, clock=None
+) -> dict:
+    """Run every stage (finished ones are skipped, stale ones rebuilt); returns the results dict.
+
+    ``clock`` (a :class:`~udistill.progress.StageClock`) prints one line per stage with its
+    expected and elapsed time; without it each stage logs one line. Members run as parallel
+    one-thread processes when ``teacher.parallel_jobs`` asks for it on a CPU."""
+    from .device import resolve_device
+    from .member_jobs import member_job_count, train_members_in_parallel
+
+    validate_config(cfg, device=device)  # every value, the device and the data, before the first stage
+    jobs = member_job_count(cfg, resolve_device(device or cfg.device))
+    if jobs > 1:  # before the run's exclusive lock: the member jobs share it
+        with _stage(clock, log, "members", f"{cfg.teacher.members} teacher members, {jobs} jobs side by side"):
+            train_members_in_parallel(cfg, jobs, device, log=_quiet(clock, log))
+    return _run_stages(cfg, device, progress, log, clock, parallel_done=jobs > 1)
+
+
+def _stage(clock, log, name: str, what: str):
+    """One stage's line: timed by ``clock`` when given, else logged."""
+    import contextlib
+
+    if clock is not None:
+        return clock.stage(name, what)
+    log(f"[{name}] {what}")
+    return contextlib.nullcontext()
+
+
+def _quiet(clock, log):
+    """Per-member lines only without a stage clock (the clock's stage line covers them)."""
+    return (lambda _msg: None) if clock is not None else log
+
+
 @locks_run
 @rebuilds_stale
-def run_experiment(cfg: ExperimentConfig, device: str | None = None, progress: bool = True, log=print) -> dict:
-    """Run every stage (finished ones are skipped, stale ones rebuilt); returns the results dict."""
+def _run_stages(cfg: ExperimentConfig, device, progress: bool, log, clock, parallel_done: bool = False) -> dict:
     import json
 
     from .calibration import run_calibration
@@ -62,26 +95,35 @@ def run_experiment(cfg: ExperimentConfig, device: str | None = None, progress: b
     from .evaluate import run_evaluation
     from .teacher import train_member
 
-    validate_config(cfg, device=device)  # every value, the device and the data, before the first stage
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    for k in range(cfg.teacher.members):
-        log(f"[teacher] member {k + 1}/{cfg.teacher.members}")
-        train_member(cfg, k, device)
-    log("[student] distilling")
-    run_distill(cfg, device)
+    if clock is not None and not parallel_done:
+        with clock.stage("members", f"{cfg.teacher.members} teacher members, one after another"):
+            for k in range(cfg.teacher.members):
+                train_member(cfg, k, device)
+    else:  # without a clock one line per member; after the parallel jobs only the reuse checks
+        for k in range(cfg.teacher.members):
+            if not parallel_done:
+                log(f"[teacher] member {k + 1}/{cfg.teacher.members}")
+            train_member(cfg, k, device)
+    with _stage(clock, log, "student", "distilling"):
+        run_distill(cfg, device)
     if cfg.distill.light_student and cfg.model.uncertainty_head != "light":
-        log("[student] distilling the light-head student for comparison")
-        run_distill(cfg, device, heads="light")
+        with _stage(clock, log, "student-light", "distilling the light-head student for comparison"):
+            run_distill(cfg, device, heads="light")
     if cfg.distill.control:
-        log("[control] member 0 trained on labels alone for the student's epochs")
-        run_control(cfg, device)
-    log("[calibrate] OOD alarm of every student on the calibration set (score chosen on validation shifts)")
-    run_calibration(cfg, device)
-    log("[evaluate] every predictor and method on the test set and every shift")
-    ev = run_evaluation(cfg, device, progress=progress)
+        with _stage(clock, log, "control", "member 0 trained on labels alone for the student's epochs"):
+            run_control(cfg, device)
+    with _stage(
+        clock, log, "calibrate", "OOD alarm of every student on the calibration set (score chosen on validation shifts)"
+    ):
+        run_calibration(cfg, device)
+    with _stage(clock, log, "evaluate", "every predictor and method on the validation and test sets and every shift"):
+        ev = run_evaluation(cfg, device, progress=progress)
     results = json.loads((ev / "results.json").read_text())
+    if clock is not None:
+        clock.close()
     log(summary_table(results))
     log(f"report: {ev / 'report.html'}")
     return results

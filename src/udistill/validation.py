@@ -178,6 +178,10 @@ def check_numbers(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"config key 'distill.epochs': at least 1, got {cfg.distill.epochs}")
     if cfg.teacher.members < 1:
         raise ConfigError("config key 'teacher.members': at least 1")
+    if cfg.teacher.parallel_jobs < 0:
+        raise ConfigError(
+            f"config key 'teacher.parallel_jobs': 0 (one per core) or more, got {cfg.teacher.parallel_jobs}"
+        )
     if cfg.train.epochs < 1 or cfg.train.batch_size < 2:
         raise ConfigError("config keys 'train.epochs' >= 1 and 'train.batch_size' >= 2 (BatchNorm needs two samples)")
 

@@ -91,15 +91,14 @@ def _selected_name(entry: Mapping | None, with_score: bool = True) -> str | None
 
 
 def _alarm_note(op: Mapping, alarm: Mapping | None) -> str:
+    """The stored alarm at work on this shift (its provenance is in the selection table)."""
     if not op:
         return ""
-    alarm = alarm or {}
-    where = alarm.get("calibration_set") or "the calibration set"
-    shifts = ", ".join(alarm.get("selection") or {}) or "none"
+    upper = _num(op.get("false_alarm_rate_upper_95"))
+    bound = f", ≤ {upper:.0%} at 95 %" if upper is not None else ""
     return (
-        f"alarm ({op.get('score')}, score chosen on validation shifts: {shifts}; threshold fitted on {where}): "
-        f"detects {op['detection_rate']:.0%}, false alarms {op['false_alarm_rate']:.0%} "
-        f"(target {op.get('calibration_false_alarm_rate', 0):.0%})"
+        f"alarm ({op.get('score')}): detects {op['detection_rate']:.0%}, false alarms "
+        f"{op['false_alarm_rate']:.0%}{bound} (target {op.get('calibration_false_alarm_rate', 0):.0%})"
     )
 
 
