@@ -121,7 +121,7 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
             assert (chosen["method"], chosen["score"]) == (sel["method"], sel["score"])
             assert chosen["auroc"] == res["shifts"][shift]["ood"][sel["method"]][sel["score"]]["auroc"]
     assert set(res["selection"]) == {"baseline", "mc_dropout", "ensemble", "student", "student_light"}
-    for side, sel in res["selection"].items():
+    for sel in res["selection"].values():
         assert sel["chosen_on"]["validation"]["images"] == 6 and set(sel["chosen_on"]["shifts"]) == {
             "fog-dense",
             "rain",
