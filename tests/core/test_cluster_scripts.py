@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the torchrun and Slurm scripts run end to end
+
 ROOT = Path(__file__).parents[2]
 CONFIG = """
 name: cluster

@@ -154,6 +154,7 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
     assert op["false_alarm_rate"] <= op["false_alarm_rate_upper_95"] <= 1
 
 
+@pytest.mark.slow  # end to end: members, students, control, calibration, evaluation
 def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, capsys):
     cfg = {
         "out_dir": str(tmp_path / "exp"),

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from processes import torchrun_cmd, udistill_cmd
@@ -15,6 +16,8 @@ from processes import torchrun_cmd, udistill_cmd
 from tests.core.shard_worker import build, tiny_ensemble
 from tests.toy import ToyDataset
 from udistill.targets import build_cache
+
+pytestmark = pytest.mark.slow  # two gloo processes build a cache and evaluate
 
 CACHE_FILES = ("mean.f16", "std.f16", "crc.u32", "done.u8")
 

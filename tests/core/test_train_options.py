@@ -104,6 +104,7 @@ def test_converted_batchnorm_keeps_timm_activations(tiny_model_cfg):
     assert torch.isfinite(train_out).all()
 
 
+@pytest.mark.slow  # two gloo processes
 def test_cross_rank_batchnorm_equals_batchnorm_over_the_whole_batch(tmp_path):
     import torch.multiprocessing as mp
 

@@ -6,10 +6,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from processes import child_env, torchrun_cmd, udistill_cmd
 
 from udistill.models import load_model, read_metadata
+
+pytestmark = pytest.mark.slow  # child processes: SIGKILL during training, torchrun with two gloo ranks
 
 CONFIG = """
 name: proc

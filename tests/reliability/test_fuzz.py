@@ -19,7 +19,10 @@ from udistill.config import ExperimentConfig, load_config, to_dict
 from udistill.data.imageio import read_image, read_label
 from udistill.errors import ConfigError, DataError
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow's "Corrupt EXIF data" on fuzzed TIFFs
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:PIL"),  # Pillow's "Corrupt EXIF data" on fuzzed TIFFs
+    pytest.mark.slow,  # fuzzing: hundreds of generated inputs
+]
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 

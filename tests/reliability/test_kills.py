@@ -19,10 +19,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from udistill.models import load_model, load_state
 from udistill.targets import CachedTargets
+
+pytestmark = pytest.mark.slow  # kill-and-resume: SIGKILL during every stage, then reruns
 
 MIN_KILLS = 3
 MAX_ATTEMPTS = 12  # per stage
