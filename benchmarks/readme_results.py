@@ -82,7 +82,43 @@ def camvid_headline() -> str:
     return "```\n" + headline_text(headline_rows(r)) + "\n```"
 
 
+def camvid_alarm_score() -> str:
+    """The student's AUROC per test shift with the alarm's score (chosen on validation), from the
+    stored image scores."""
+    from udistill.metrics import ood_metrics
+
+    r = _load("camvid-cpu/results.json")
+    score = r["alarm"]["student"]["score"]
+    scores = r["image_scores"]
+    ins = scores["in-distribution"]
+    cells = []
+    for name in r["shifts"]:
+        a = {k: ood_metrics(ins[k][score], scores[name][k][score])["auroc"] for k in ("student_sigma", "ensemble_std")}
+        cells.append(f"| {name} | {_f(a['student_sigma'])} | {_f(a['ensemble_std'])} |")
+    return (
+        f"With the alarm's image score (`{score}` of U, chosen on the validation shifts), image AUROC on test:\n\n"
+        "| shift | student U | ensemble U (same score) |\n|---|---|---|\n" + "\n".join(cells)
+    )
+
+
+def repro_member0() -> str:
+    r = _load("camvid-cpu/repro-member0.json")
+    c, n = r["committed"], r["rerun"]
+    return (
+        f"Measured (`benchmarks/repro_member.py`, `benchmarks/results/camvid-cpu/repro-member0.json`): CamVid "
+        f"member 0 retrained with today's code (commit {r['commit']}, deterministic, {r['rerun_threads']} thread) "
+        f"against the committed curve (interrupted and resumed several times, older code, deterministic off), "
+        f"{r['epochs_compared']} epochs: epoch-1 loss {n['epoch1_loss']:.4f} vs {c['epoch1_loss']:.4f}, final loss "
+        f"{n['final_loss']:.4f} vs {c['final_loss']:.4f}, final validation mIoU {n['final_val_miou']:.3f} vs "
+        f"{c['final_val_miou']:.3f}; the largest per-epoch differences: loss {r['max_abs_loss_difference']:.3f}, "
+        f"validation mIoU {r['max_abs_val_miou_difference']:.3f}. Two runs of different code and history agree "
+        "to this spread, not to the bit: treat differences of this size between runs as noise."
+    )
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "repro-member0": repro_member0,
+    "camvid-alarm-score": camvid_alarm_score,
     "demo-time": demo_time,
     "demo-headline": demo_headline,
     "demo-selected": demo_selected,
@@ -93,9 +129,9 @@ BLOCKS: dict[str, Callable[[], str]] = {
 def render(text: str) -> str:
     """``text`` with every known block replaced by its rendering from the files."""
     for name, fn in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n)(.*?)(\n<!-- /results:{re.escape(name)} -->)", re.S)
+        pattern = re.compile(rf"(<!-- results:{re.escape(name)} -->\n)(.*?)(<!-- /results:{re.escape(name)} -->)", re.S)
         if pattern.search(text):
-            body = fn()
+            body = fn().rstrip("\n") + "\n"
             text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(3), text)
     return text
 

@@ -38,6 +38,27 @@ def validate_config(cfg: ExperimentConfig, data: str = "check", device: str | No
         check_device(device, "--device")
     num_classes = None if data == "skip" else check_data(cfg, require_roots=data == "check")
     check_class_weights(cfg, num_classes)
+    if data != "skip":
+        check_calibration_size(cfg)
+
+
+def check_calibration_size(cfg: ExperimentConfig) -> None:
+    """The calibration set must hold enough images for a conformal threshold at
+    ``evaluate.false_alarm_rate`` (n + 1 >= 1/rate): found out before training, not after."""
+    from .calibration import calibration_dataset
+    from .metrics.image import conformal_min_frames
+
+    try:
+        n = len(calibration_dataset(cfg))
+    except UdistillError:
+        return  # not on this machine (a dry run): check_data has said what it needed to
+    rate = cfg.evaluate.false_alarm_rate
+    need = conformal_min_frames(rate)
+    if n < need:
+        raise ConfigError(
+            f"config key 'evaluate.false_alarm_rate': the calibration set has {n} image(s); a {rate:.1%} "
+            f"false-alarm guarantee needs at least {need} (a larger rate or a larger calibration split)"
+        )
 
 
 def check_device(name: str, key: str = "device") -> None:

@@ -169,7 +169,7 @@ def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, ca
         "train": {"epochs": 1, "batch_size": 4, "progress": False},
         "teacher": {"members": 2},
         "distill": {"light_student": True},
-        "evaluate": {"mc_samples": 2},
+        "evaluate": {"mc_samples": 2, "false_alarm_rate": 0.25},  # 4 calibration images: 3 are needed at 25 %
     }
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(cfg))

@@ -366,3 +366,24 @@ def test_json_writers_never_write_nan_or_infinity(tmp_path):
         {"auroc": float("nan"), "fpr": [0.1, float("inf")], "scores": np.array([1.0, np.nan]), "t": np.float32(0.5)},
     )
     assert _strict(path.read_text()) == {"auroc": None, "fpr": [0.1, None], "scores": [1.0, None], "t": 0.5}
+
+
+def test_a_calibration_set_too_small_for_the_rate_is_refused_before_training(tmp_path, capsys):
+    """4 validation images cannot hold a 5 % conformal guarantee (19 needed): said by the dry
+    run, before any member trains."""
+    code = main(
+        [
+            "experiment",
+            "--config",
+            SYNTHETIC,
+            "--dry-run",
+            "--set",
+            "data.test_options={length: 4}",
+            "--set",
+            f"out_dir={tmp_path / 'run'}",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "evaluate.false_alarm_rate" in err[0] and "4 image(s)" in err[0] and "at least 19" in err[0]
+    assert not (tmp_path / "run").exists()
