@@ -172,3 +172,24 @@ def test_real_camvid_dusk_sequence():
     dusk = build_dataset("camvid", "train", root=root, sequences=["0001TP"])
     day = build_dataset("camvid", "train", root=root, exclude_sequences=["0001TP"])
     assert len(dusk) + len(day) == 367 and len(dusk) > 0 and len(day) > 0
+
+
+def test_frames_keep_a_gap_between_the_validation_and_test_dusk_stretches():
+    """configs/camvid-cpu.yaml's validation dusk shift ends at least 30 s (900 frames) of the
+    drive before the first test dusk frame."""
+    import yaml
+
+    from udistill.data.camvid import build_camvid, frame_of
+
+    root = os.environ.get("UDISTILL_CAMVID")
+    if not root or not Path(root).is_dir():
+        pytest.skip("needs UDISTILL_CAMVID")
+    cfg = yaml.safe_load((Path(__file__).parents[2] / "configs" / "camvid-cpu.yaml").read_text())
+    spec = next(s for s in cfg["data"]["val_shifts"] if isinstance(s, dict) and s["name"].startswith("dusk"))
+    val = build_camvid(spec["split"], root, **spec["options"])
+    test = build_camvid("test", root, sequences=["0001TP"])
+    last_val = max(frame_of(s.name) for s in val.samples)
+    first_test = min(frame_of(s.name) for s in test.samples)
+    assert len(val) >= 19 and first_test - last_val >= 900
+    with pytest.raises(DataError, match="frames"):
+        build_camvid("train", root, sequences=["0001TP"], frames=[20000, 30000])

@@ -16,6 +16,7 @@ Labels are single-channel PNGs: 0..10 are the CamVid-11 classes, 11 (Unlabelled)
 
 File names start with the video sequence (0001TP dusk, 0006R0 and 0016E5 daylight, 0005VE
 in the official test split): ``sequences=[...]`` keeps, ``exclude_sequences=[...]`` drops.
+``frames=[first, last]`` keeps video frame numbers in that range (30 per second).
 ``exclude_sequences=["0001TP"]`` for training and ``sequences=["0001TP"]`` for testing gives
 a natural day-to-dusk shift.
 
@@ -45,6 +46,12 @@ _LUT = lut_from_table({**{i: i for i in range(11)}, UNLABELLED: IGNORE_INDEX})
 def sequence_of(name: str) -> str:
     """'0016E5_07959' -> '0016E5'."""
     return name.split("_", 1)[0]
+
+
+def frame_of(name: str) -> int | None:
+    """'0001TP_008550' -> 8550, 'Seq05VD_f01230' -> 1230 (the video frame number, 30 per second)."""
+    digits = "".join(c for c in name.split("_", 1)[-1] if c.isdigit())
+    return int(digits) if digits else None
 
 
 class CamVid(FileDataset):
@@ -130,6 +137,7 @@ def build_camvid(
     seed=0,
     sequences=None,
     exclude_sequences=None,
+    frames=None,
     label_scheme=None,
     strict=True,
 ) -> CamVid:
@@ -149,12 +157,18 @@ def build_camvid(
         samples = [s for s in samples if sequence_of(s.name) in keep]
     if drop is not None:
         samples = [s for s in samples if sequence_of(s.name) not in drop]
-    if not samples and (keep is not None or drop is not None):
+    if frames is not None:  # [first, last] video frame numbers, e.g. to keep a gap from a test stretch
+        if not (isinstance(frames, (list, tuple)) and len(frames) == 2 and all(isinstance(v, int) for v in frames)):
+            raise DataError(f"camvid: frames must be [first, last] frame numbers, got {frames!r}")
+        samples = [s for s in samples if (f := frame_of(s.name)) is not None and frames[0] <= f <= frames[1]]
+    if not samples and (keep is not None or drop is not None or frames is not None):
         raise DataError(
             f"{root}: no CamVid '{split}' images left after the sequence filter "
-            f"(sequences={keep}, exclude_sequences={drop}; present: {', '.join(found) or 'none'})"
+            f"(sequences={keep}, exclude_sequences={drop}, frames={frames}; present: {', '.join(found) or 'none'})"
         )
     options = {"sequences": keep, "exclude_sequences": drop}
+    if frames is not None:  # only when given: older runs' data fingerprints stay valid
+        options["frames"] = list(frames)
     return CamVid(
         root=root,
         split=split,
