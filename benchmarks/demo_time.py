@@ -54,6 +54,26 @@ def commit() -> str | None:
         return None
 
 
+def member_epoch_seconds(members: Path) -> float:
+    """Mean seconds per epoch over every member's metrics.csv."""
+    values = []
+    for csv_path in sorted(members.glob("member-*/metrics.csv")):
+        rows = csv_path.read_text().splitlines()[1:]
+        values += [float(r.split(",")[2]) for r in rows if r]
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def serial_member_epoch(folder: Path) -> float:
+    """Member 0 alone, in one process with every core, for 2 epochs: the per-epoch time the
+    parallel jobs are compared with."""
+    shutil.rmtree(folder, ignore_errors=True)
+    cmd = [sys.executable, "-m", "udistill", "train-teacher", "--config", str(ROOT / "configs" / "synthetic.yaml")]
+    cmd += ["--member", "0", "--set", f"out_dir={folder}", "--set", "train.epochs=2", "--set", "train.progress=false"]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, check=True)
+    return member_epoch_seconds(folder / "members")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-commit", action="store_true", help="print the figures, write no file")
@@ -88,6 +108,8 @@ def main() -> int:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", file=sys.stderr)
         return proc.returncode
     own = json.loads((run / "demo-time.json").read_text())
+    parallel_epoch = member_epoch_seconds(run / "members")
+    serial_epoch = serial_member_epoch(run.parent / "serial")
     record = {
         "total_s": round(total, 1),
         "stages_s": own["stages_s"],
@@ -95,6 +117,12 @@ def main() -> int:
             "before": round(before, 2),
             "mean": round(sum(samples) / len(samples), 2) if samples else None,
             "max": round(max(samples), 2) if samples else None,
+        },
+        "member_epoch_s": {
+            "parallel_one_thread_jobs": parallel_epoch,
+            "one_job_all_cores": serial_epoch,
+            "note": "mean seconds per member epoch: in the demo (one-thread jobs side by side) and member 0 "
+            "trained alone in one process with every core, 2 epochs",
         },
         "machine": {"cores": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()},
         "commit": commit(),

@@ -39,6 +39,15 @@ def demo_time() -> str:
         f"{m['cores']} cores ({m['cpu']}), 1-minute load average {load['before']} before and "
         f"{load['mean']} on average while it ran (max {load['max']}); commit {t['commit']}, "
         "`benchmarks/results/demo-time.json` (`python benchmarks/demo_time.py`)."
+        + (
+            f" A member epoch takes {t['member_epoch_s']['parallel_one_thread_jobs']:.2f} s in a one-thread job beside "
+            f"another and {t['member_epoch_s']['one_job_all_cores']:.2f} s alone with all {m['cores']} cores: "
+            "two jobs side by side finish two members in "
+            f"{t['member_epoch_s']['parallel_one_thread_jobs'] / (2 * t['member_epoch_s']['one_job_all_cores']):.0%} "
+            "of the time one after another takes."
+            if t.get("member_epoch_s", {}).get("one_job_all_cores")
+            else ""
+        )
     )
 
 
