@@ -78,10 +78,31 @@ def demo_selected() -> str:
     on = sel["chosen_on"]
     head = (
         f"Image-level OOD AUROC on the test shifts of the score each side chose on "
-        f"{on['validation']['set']} ({on['validation']['images']} images) and its shifts "
-        f"({', '.join(on['shifts'])}):\n\n"
+        f"{on['validation']['set']} and its shifts ({', '.join(on['shifts'])}):\n\n"
     )
-    return head + _selected_table(r)
+    return head + _selected_table(r) + "\n\n" + _verdict(r)
+
+
+def _verdict(r: dict, spread: float = 0.02) -> str:
+    """Where the student's chosen score stands against the ensemble's and the baseline's, per
+    shift (one run: differences under ``spread`` are called "no difference measured")."""
+    words = []
+    for name, s in (r.get("shifts") or {}).items():
+        sel = s.get("selected") or {}
+        st, en, ba = (sel.get(k, {}).get("auroc") for k in ("student", "ensemble", "baseline"))
+        if None in (st, en, ba):
+            continue
+
+        def cmp(a, b, other):
+            if abs(a - b) < spread:
+                return f"no difference measured against the {other}"
+            return f"{'above' if a > b else 'below'} the {other} by {abs(a - b):.3f}"
+
+        words.append(f"{name}: {cmp(st, en, 'ensemble')}, {cmp(st, ba, 'baseline')}")
+    return (
+        f"The student's chosen score, shift by shift (one seed, so no spread is measured: one draw; differences "
+        f"under {spread} are called no difference): " + "; ".join(words) + "."
+    )
 
 
 def camvid_headline() -> str:
