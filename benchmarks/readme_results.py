@@ -146,7 +146,39 @@ def repro_member0() -> str:
     )
 
 
+def demo_seeds() -> str:
+    r = _load("demo-seeds.json")
+    ms = r["mean_std"]
+
+    def cell(v):
+        return f"{v['mean']:.3f} ± {v['std']:.3f}"
+
+    lines = [
+        f"Student distilled with seeds {', '.join(map(str, r['seeds']))}, members fixed "
+        "(`benchmarks/student_seeds.py`, `benchmarks/results/demo-seeds.json`); mean ± std over seeds of the "
+        "validation-chosen score's test AUROC:",
+        "",
+        "| | student | ensemble | baseline | student against the ensemble | student against the baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, v in ms["ood_auroc"].items():
+        vd = r["verdicts"][name]
+        lines.append(
+            f"| OOD {name} | {cell(v['student'])} | {cell(v['ensemble'])} | {cell(v['baseline'])} | "
+            f"{vd['vs_ensemble']} | {vd['vs_baseline']} |"
+        )
+    p, m = ms["pixel_auroc"], ms["miou"]
+    lines.append(
+        f"| pixel errors of the student, AUROC | {cell(p['student'])} | {cell(p['ensemble'])} | {cell(p['baseline'])} | | |"
+    )
+    lines.append(f"| mIoU | {cell(m['student'])} | {cell(m['ensemble'])} | {cell(m['baseline'])} | | |")
+    chosen = sorted({s["chosen"].get("student") for s in r["per_seed"].values()})
+    lines += ["", f"The student's validation choice per seed: {', '.join(chosen)}."]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "demo-seeds": demo_seeds,
     "repro-member0": repro_member0,
     "camvid-alarm-score": camvid_alarm_score,
     "demo-time": demo_time,

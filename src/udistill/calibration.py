@@ -355,6 +355,11 @@ def run_calibrate_cli(args) -> dict[str, dict]:
             print(f"udistill: skipped: {line}", file=sys.stderr)
         if len(ds) == 0:
             raise DataError(f"{args.images}: no readable image (every file was skipped)")
+        stride = getattr(args, "stride", 1)
+        if stride < 1:
+            raise ConfigError(f"--stride: a positive whole number, got {stride}")
+        if stride > 1:  # consecutive video frames are near-duplicates, not independent draws
+            ds = Selection(ds, list(range(0, len(ds), stride)), f"every {stride}th")
         rate = 0.05 if args.false_alarm is None else args.false_alarm
         rec = calibrate_checkpoint(
             path,
@@ -364,7 +369,7 @@ def run_calibrate_cli(args) -> dict[str, dict]:
             args.score or "auto",
             None,
             4,
-            f"images in {args.images} ({len(ds)})",
+            f"images in {args.images} ({len(ds)}{f', every {stride}th' if stride > 1 else ''})",
         )
         return {str(path): rec}
     if not args.config:

@@ -181,6 +181,14 @@ def _calibrate_command(sub) -> None:
     ca.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     ca.add_argument("--images", help="a folder (or list file) of your own in-distribution frames to calibrate on")
     ca.add_argument(
+        "--stride",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --images: every N-th frame in name order (video frames next to each other are near-duplicates; "
+        "the guarantee assumes frames drawn independently: take frames about a second or more apart)",
+    )
+    ca.add_argument(
         "--false-alarm",
         type=rate_in_0_1,
         default=None,

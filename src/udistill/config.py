@@ -98,6 +98,9 @@ class TeacherConfig:
 @dataclass
 class DistillConfig:
     temperature: float = 1.0  # the paper does not give its T
+    # the student's own seed (new head, views, data order); None = train.seed. Seeds of the student
+    # with the members fixed give the spread of a verdict (benchmarks/student_seeds.py)
+    seed: int | None = None
     alpha: float = 0.1
     beta: float = 1.1
     targets: str = "cached"  # cached | online

@@ -177,15 +177,22 @@ def control_dir(cfg: ExperimentConfig) -> Path:
     return Path(cfg.out_dir) / "control"
 
 
+def student_seed(cfg: ExperimentConfig) -> int:
+    """``distill.seed``, else ``train.seed``: the seed of the student and the control."""
+    return cfg.train.seed if cfg.distill.seed is None else int(cfg.distill.seed)
+
+
 def student_train_config(cfg: ExperimentConfig):
     """The training config of the student and of the control (same epochs, lr, seed)."""
     dc = cfg.distill
-    return dataclasses.replace(cfg.train, epochs=dc.epochs or cfg.train.epochs, lr=dc.lr or cfg.train.lr)
+    return dataclasses.replace(
+        cfg.train, epochs=dc.epochs or cfg.train.epochs, lr=dc.lr or cfg.train.lr, seed=student_seed(cfg)
+    )
 
 
 def cache_folder(cfg: ExperimentConfig) -> Path:
     """One teacher cache per run and view set (every student of the run shares it)."""
-    views = views_for(cfg.distill, cfg.train.seed)
+    views = views_for(cfg.distill, student_seed(cfg))
     name = "teacher-cache" if views is None else f"teacher-cache-views{views.count}"
     return student_dir(cfg, "paper") / name
 
@@ -210,13 +217,13 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
         )
     base, _ = load_model(init, expect=model_cfg, num_classes=num_classes, heads="prediction")
     recipe = resolve_recipe(dc)
-    torch.manual_seed(cfg.train.seed)  # the new uncertainty head: same init on every (re)run
+    torch.manual_seed(student_seed(cfg))  # the new uncertainty head: same init on every (re)run
     student = to_student(base, student_heads(model_cfg))
     ensemble = Ensemble.from_run(cfg.out_dir, temperature=dc.temperature, members=cfg.teacher.members).to(dev)
     # only once the inputs are known good: a refused run leaves the run folder as it was
     provenance.start_stage(out, built_from, "student")
     tcfg = student_train_config(cfg)
-    views = views_for(dc, cfg.train.seed)
+    views = views_for(dc, student_seed(cfg))
     targets = None
     augment = get_recipe(tcfg.augment)
     if dc.targets == "cached":
@@ -301,7 +308,7 @@ def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
     model, _ = load_model(init, expect=cfg.model, num_classes=train_set.scheme.num_classes, heads="prediction")
     provenance.start_stage(out, built_from, "control")
     tcfg = student_train_config(cfg)
-    views = views_for(cfg.distill, cfg.train.seed)
+    views = views_for(cfg.distill, student_seed(cfg))
     augment = get_recipe(tcfg.augment)
     if views is not None and augment.photometric != "none":
         augment = dataclasses.replace(augment, photometric="none")  # as the student: views, then geometry

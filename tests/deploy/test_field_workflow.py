@@ -145,3 +145,16 @@ def test_a_calibration_fitted_on_other_weights_is_refused(student, tmp_path, cap
     assert main(["predict", str(other), str(tmp_path / "f"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run `udistill calibrate` again" in err[0]
+
+
+def test_calibrate_stride_takes_every_nth_frame(student, tmp_path, capsys):
+    frames = _frames(tmp_path / "video", 40)
+    assert main(["calibrate", str(tmp_path / "run"), "--images", str(frames), "--stride", "2", "--score", "mean"]) == 0
+    ood = read_metadata(student)["ood"]
+    assert ood["n"] == 20 and "every 2th" in ood["calibration_set"]
+    ds = build_dataset("images", "test", root=frames, size=[32, 48])
+    unc = student_uncertainty(load_model(student)[0].eval())
+    every_other = np.array(collect_image_scores(unc, ds, "cpu")[0]["mean"])[::2]
+    k = math.ceil(21 * 0.95)  # conformal rank at 5 % with n = 20
+    assert np.sort(every_other)[k - 1] < ood["thresholds"]["mean"]
+    assert main(["calibrate", str(tmp_path / "run"), "--images", str(frames), "--stride", "0"]) == 2
