@@ -64,7 +64,7 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = False) -> None
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: config's device)")
 
 
-def _experiment_config(args, extra: list[str] = (), data: str = "check"):
+def _experiment_config(args, extra: list[str] = (), data: str = "check", alarm: bool = False):
     from .config import ExperimentConfig, load_config
 
     overrides = list(args.overrides)
@@ -74,7 +74,7 @@ def _experiment_config(args, extra: list[str] = (), data: str = "check"):
     from .validation import validate_config
 
     # every value, the device and the data, before any stage runs: one clear line, exit 2
-    validate_config(cfg, data=data)
+    validate_config(cfg, data=data, alarm=alarm)
     return cfg
 
 
@@ -423,7 +423,7 @@ def _cmd_calibrate(args) -> int:
 
     if args.config and not args.images:  # the config's values (rate, score, device, data) before any student loads
         extra = [f"evaluate.false_alarm_rate={args.false_alarm}"] if args.false_alarm is not None else []
-        _experiment_config(args, extra + ([f"evaluate.ood_score={args.score}"] if args.score else []))
+        _experiment_config(args, extra + ([f"evaluate.ood_score={args.score}"] if args.score else []), alarm=True)
     elif args.device:
         from .device import resolve_device
 
@@ -439,7 +439,7 @@ def _cmd_calibrate(args) -> int:
 def _cmd_experiment(args) -> int:
     from .experiment import describe_plan, run_experiment
 
-    cfg = _experiment_config(args, data="plan" if args.dry_run else "check")
+    cfg = _experiment_config(args, data="plan" if args.dry_run else "check", alarm=True)
     if args.dry_run:
         print(describe_plan(cfg, args.config, [*args.overrides, *([f"device={args.device}"] if args.device else [])]))
         return 0

@@ -23,7 +23,7 @@ def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrid
     (:mod:`udistill.planning`) and the commands a scheduler can run."""
     from .planning import describe_costs
 
-    validate_config(cfg, data="plan")  # the run's own checks; data not on this machine: published counts
+    validate_config(cfg, data="plan", alarm=True)  # the run's own checks; data not on this machine: published counts
     d, m, t = cfg.data, cfg.model, cfg.train
     lines = [
         f"experiment '{cfg.name}' -> {cfg.out_dir} (device {cfg.device})",
@@ -62,7 +62,7 @@ def run_experiment(
     from .device import resolve_device
     from .member_jobs import member_job_count, train_members_in_parallel
 
-    validate_config(cfg, device=device)  # every value, the device and the data, before the first stage
+    validate_config(cfg, device=device, alarm=True)  # every value, the device and the data, before the first stage
     jobs = member_job_count(cfg, resolve_device(device or cfg.device))
     if jobs > 1:  # before the run's exclusive lock: the member jobs share it
         with _stage(clock, log, "members", f"{cfg.teacher.members} teacher members, {jobs} jobs side by side"):

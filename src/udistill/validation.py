@@ -20,13 +20,15 @@ from .errors import ConfigError, UdistillError
 DATA_MODES = ("check", "plan", "skip")
 
 
-def validate_config(cfg: ExperimentConfig, data: str = "check", device: str | None = None) -> None:
+def validate_config(cfg: ExperimentConfig, data: str = "check", device: str | None = None, alarm: bool = False) -> None:
     """Check every value of ``cfg``; ConfigError (one line, naming the key) on the first problem.
 
     ``data``: "check" (a run: every set it reads must be present with images), "plan" (a dry
     run: the same, except that a set whose root is given nowhere, neither in the config nor in
     its environment variable, is allowed: the plan uses the published counts), or "skip" (no
     data touched). ``device``: a device that overrides ``cfg.device`` (checked as well).
+    ``alarm``: the run will calibrate the alarm (experiment, demo, calibrate): the calibration set
+    must be large enough for ``evaluate.false_alarm_rate``.
     """
     if data not in DATA_MODES:
         raise ValueError(f"data must be one of {DATA_MODES}, got {data!r}")
@@ -38,7 +40,7 @@ def validate_config(cfg: ExperimentConfig, data: str = "check", device: str | No
         check_device(device, "--device")
     num_classes = None if data == "skip" else check_data(cfg, require_roots=data == "check")
     check_class_weights(cfg, num_classes)
-    if data != "skip":
+    if alarm and data != "skip":
         check_calibration_size(cfg)
 
 

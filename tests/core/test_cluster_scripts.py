@@ -20,6 +20,7 @@ data: {dataset: synthetic, size: [32, 48], train_options: {length: 8}, test_opti
 model: {encoder: tu-mobilenetv3_small_100, encoder_weights: null, decoder_channels: 16, head_channels: 16}
 teacher: {members: 3}
 distill: {control: true}
+evaluate: {false_alarm_rate: 0.25}  # 4 calibration images: a conformal 5 % would need 19
 """
 
 
