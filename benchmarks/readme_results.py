@@ -77,7 +77,7 @@ def demo_selected() -> str:
     sel = r["selection"]["student"]
     on = sel["chosen_on"]
     head = (
-        f"Image-level OOD AUROC on the test shifts of the score each side chose on "
+        f"The run above (student seed 0): image-level OOD AUROC on the test shifts of the score each side chose on "
         f"{on['validation']['set']} and its shifts ({', '.join(on['shifts'])}):\n\n"
     )
     return head + _selected_table(r) + "\n\n" + _verdict(r)
@@ -177,7 +177,12 @@ def demo_seeds() -> str:
     return "\n".join(lines)
 
 
+def camvid_field_alarm() -> str:
+    return (RESULTS / "camvid-cpu" / "field-alarm.md").read_text().rstrip("\n")
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "camvid-field-alarm": camvid_field_alarm,
     "demo-seeds": demo_seeds,
     "repro-member0": repro_member0,
     "camvid-alarm-score": camvid_alarm_score,
