@@ -181,7 +181,23 @@ def camvid_field_alarm() -> str:
     return (RESULTS / "camvid-cpu" / "field-alarm.md").read_text().rstrip("\n")
 
 
+def test_time() -> str:
+    t = _load("test-time.json")
+    fast, full = t["test-fast"], t["test"]
+
+    def counts(c):
+        return ", ".join(f"{v} {k}" for k, v in c["counts"].items())
+
+    return (
+        f"Measured (`python benchmarks/test_time.py`, `benchmarks/results/test-time.json`, commit {t['commit']}, "
+        f"{t['machine']['cores']} cores, CamVid tests {'on' if t['camvid'] else 'off'}): `make test-fast` "
+        f"**{fast['wall_s']:.0f} s** ({counts(fast)}; load {fast['load_before']} before), `make test` "
+        f"**{full['wall_s']:.0f} s** ({counts(full)}; load {full['load_before']} before)."
+    )
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "test-time": test_time,
     "camvid-field-alarm": camvid_field_alarm,
     "demo-seeds": demo_seeds,
     "repro-member0": repro_member0,
