@@ -189,7 +189,7 @@ def _video(path, codec, fmt, n=20):
 
 
 def test_a_cut_avi_and_a_damaged_mp4_are_reported_with_exit_3(ckpt, tmp_path, capsys):
-    from udistill.predict.runner import declared_frame_count
+    from udistill.predict.video_check import declared_frame_count
 
     avi = _video(tmp_path / "v.avi", "mjpeg", "avi")
     mp4 = _video(tmp_path / "v.mp4", "libx264", "mp4")
