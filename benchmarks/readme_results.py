@@ -196,7 +196,47 @@ def test_time() -> str:
     )
 
 
+def benchmark_cost() -> str:
+    r = _load("benchmark-cpu.json")
+    sizes = list(r["by_size"])
+    names = {
+        "baseline": "baseline",
+        "student": "student, paper heads",
+        "student_light": "student, light head",
+        "ensemble": f"ensemble (F={r['ensemble_members']})",
+        "mc_dropout": f"MC dropout (T={r['mc_samples']})",
+    }
+    head = "| latency, ms | " + " | ".join(s.replace("x", "×") for s in sizes) + " |"
+    lines = [
+        f"Measured on {r['device']}, {r['threads']} thread, torch {r['torch_version']}, onnxruntime "
+        f"{r['onnxruntime_version']} (median batch-1 latency, PyTorch eager / onnxruntime):",
+        "",
+        head,
+        "|---" * (len(sizes) + 1) + "|",
+    ]
+    for key, label in names.items():
+        cells = [
+            f"{r['by_size'][s]['latency_ms'][key]['torch']:.1f} / {r['by_size'][s]['latency_ms'][key]['onnxruntime']:.1f}"
+            for s in sizes
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio (PyTorch / onnxruntime) | " + " | ".join(s.replace("x", "×") for s in sizes) + " |"]
+    lines.append("|---" * (len(sizes) + 1) + "|")
+    for key, label in (
+        ("student_over_baseline", "student / baseline"),
+        ("student_light_over_baseline", "light student / baseline"),
+        ("ensemble_over_student", "ensemble / student"),
+        ("mc_dropout_over_student", "MC dropout / student"),
+    ):
+        cells = [
+            f"{r['by_size'][s]['ratios'][key]:.2f} / {r['by_size'][s]['ratios_onnxruntime'][key]:.2f}" for s in sizes
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "benchmark-cost": benchmark_cost,
     "test-time": test_time,
     "camvid-field-alarm": camvid_field_alarm,
     "demo-seeds": demo_seeds,
