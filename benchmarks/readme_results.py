@@ -209,14 +209,15 @@ def benchmark_cost() -> str:
     head = "| latency, ms | " + " | ".join(s.replace("x", "×") for s in sizes) + " |"
     lines = [
         f"Measured on {r['device']}, {r['threads']} thread, torch {r['torch_version']}, onnxruntime "
-        f"{r['onnxruntime_version']} (median batch-1 latency, PyTorch eager / onnxruntime):",
+        f"{r['onnxruntime_version']} (median batch-1 latency, PyTorch eager / onnxruntime; – where a predictor has no "
+        "ONNX graph: MC dropout samples its head in PyTorch):",
         "",
         head,
         "|---" * (len(sizes) + 1) + "|",
     ]
     for key, label in names.items():
         cells = [
-            f"{r['by_size'][s]['latency_ms'][key]['torch']:.1f} / {r['by_size'][s]['latency_ms'][key]['onnxruntime']:.1f}"
+            f"{_f(r['by_size'][s]['latency_ms'][key]['torch'], 1)} / {_f(r['by_size'][s]['latency_ms'][key]['onnxruntime'], 1)}"
             for s in sizes
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -229,7 +230,8 @@ def benchmark_cost() -> str:
         ("mc_dropout_over_student", "MC dropout / student"),
     ):
         cells = [
-            f"{r['by_size'][s]['ratios'][key]:.2f} / {r['by_size'][s]['ratios_onnxruntime'][key]:.2f}" for s in sizes
+            f"{_f(r['by_size'][s]['ratios'][key], 2)} / {_f(r['by_size'][s]['ratios_onnxruntime'][key], 2)}"
+            for s in sizes
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

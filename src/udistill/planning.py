@@ -19,35 +19,62 @@ thread, to be divided by the speed-up of the hardware actually used.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shlex
 from collections.abc import Sequence
 
 from .config import ExperimentConfig
 
-# measured throughputs (images/s, 1 CPU thread) and where each figure comes from
-MEASURED = {
-    "train": {  # forward + backward + SGD step, batch 8
-        "mobilenet_v2/256": 3.787,
-        "tu-mobilenetv3_small_100/256": 5.840,
-        "tu-mobilenetv3_small_100/64": 15.057,
-        "size": (176, 240),
-        "source": "benchmarks/results/train-throughput-cpu-1thread.json",
-    },
-    "forward": {  # one model, eval, batch 8 (the baseline); the other predictors as ratios of it
-        "mobilenet_v2/256": 3.245,
-        "size": (360, 480),
-        "student_over_baseline": 1.395,
-        "mc_dropout_T10_over_baseline": 3.245 / 0.281,
-        "source": "benchmarks/results/benchmark-cpu.json (torch, throughput_ips)",
-    },
-    "distill_over_train": {"cached": 1.16, "online": 2.05, "source": "benchmarks/results/distill-epoch-cost-cpu.txt"},
-    "evaluation_bytes": {
-        "fixed": 0.8e6,
-        "per_image": 2.9e3,
-        "source": "benchmarks/results/camvid-cpu (1.8 MB for 365 images)",
-    },
+# Train-throughput labels of benchmarks/train_throughput.py -> model keys (encoder/channels)
+_TRAIN_LABELS = {
+    "default (mobilenet_v2, 256 ch)": "mobilenet_v2/256",
+    "fast (tu-mobilenetv3_small_100, 256 ch)": "tu-mobilenetv3_small_100/256",
+    "fast, 64 ch (camvid-cpu / demo)": "tu-mobilenetv3_small_100/64",
 }
+
+
+def _shipped(name: str) -> dict:
+    """A committed benchmark result shipped with the package (``presets/measured/``, copies of
+    ``benchmarks/results/``; a test keeps them equal)."""
+    from importlib import resources
+
+    return json.loads((resources.files("udistill") / "presets" / "measured" / name).read_text())
+
+
+def _measured() -> dict:
+    """Measured throughputs (images/s, 1 CPU thread), read from the committed results, and
+    where each figure comes from."""
+    train = _shipped("train-throughput-cpu-1thread.json")
+    bench = _shipped("benchmark-cpu.json")
+    ips = bench["throughput_ips"]
+    return {
+        "train": {  # forward + backward + SGD step, batch 8
+            **{_TRAIN_LABELS[k]: v for k, v in train["images_per_s"].items() if k in _TRAIN_LABELS},
+            "size": tuple(train["size"]),
+            "source": "benchmarks/results/train-throughput-cpu-1thread.json",
+        },
+        "forward": {  # one model, eval, batch 8 (the baseline); the other predictors as ratios of it
+            f"{bench['model']['encoder']}/{bench['model']['decoder_channels']}": ips["baseline"]["torch"],
+            "size": tuple(bench["size"]),
+            "student_over_baseline": bench["ratios"]["student_over_baseline"],
+            "mc_dropout_T10_over_baseline": ips["baseline"]["torch"] / ips["mc_dropout"]["torch"],
+            "source": "benchmarks/results/benchmark-cpu.json (torch, throughput_ips)",
+        },
+        "distill_over_train": {
+            "cached": 1.16,
+            "online": 2.05,
+            "source": "benchmarks/results/distill-epoch-cost-cpu.txt",
+        },
+        "evaluation_bytes": {
+            "fixed": 0.8e6,
+            "per_image": 2.9e3,
+            "source": "benchmarks/results/camvid-cpu (1.8 MB for 365 images)",
+        },
+    }
+
+
+MEASURED = _measured()
 # published split sizes, used when the data is not on this machine
 PUBLISHED = {
     ("cityscapes", "train"): 2975,

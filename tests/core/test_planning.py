@@ -71,3 +71,19 @@ def test_checkpoint_estimate_matches_a_written_checkpoint(tmp_path):
     size = (tmp_path / "m.safetensors").stat().st_size
     assert weights <= size < weights * 1.05 + 64_000  # tensors plus the header and metadata
     assert 0 < params <= weights
+
+
+def test_planning_reads_the_committed_benchmark_results():
+    """The plan's throughputs are the committed measurements (shipped copies kept equal)."""
+    import json
+    from pathlib import Path
+
+    from udistill.planning import MEASURED
+
+    root = Path(__file__).resolve().parents[2]
+    for name in ("benchmark-cpu.json", "train-throughput-cpu-1thread.json"):
+        shipped = root / "src" / "udistill" / "presets" / "measured" / name
+        assert json.loads(shipped.read_text()) == json.loads((root / "benchmarks" / "results" / name).read_text())
+    bench = json.loads((root / "benchmarks" / "results" / "benchmark-cpu.json").read_text())
+    assert MEASURED["forward"]["mobilenet_v2/256"] == bench["throughput_ips"]["baseline"]["torch"]
+    assert MEASURED["forward"]["student_over_baseline"] == bench["ratios"]["student_over_baseline"]
