@@ -237,7 +237,74 @@ def benchmark_cost() -> str:
     return "\n".join(lines)
 
 
+PREDICTOR_NAMES = {
+    "baseline": "baseline",
+    "mc_dropout": "MC dropout",
+    "teacher": "ensemble",
+    "student": "student",
+    "student_light": "light student",
+    "control": "CE-only control",
+}
+
+
+def camvid_tables() -> str:
+    """mIoU per set, each predictor's calibration, and the student's wrong pixels ranked by every score."""
+    r = _load("camvid-cpu/results.json")
+    preds = [p for p in PREDICTOR_NAMES if p in r["miou"]]
+    lines = ["| mIoU | " + " | ".join(PREDICTOR_NAMES[p] for p in preds) + " |", "|---" * (len(preds) + 1) + "|"]
+    lines.append("| in distribution (Seq05VD) | " + " | ".join(_f(r["miou"][p]) for p in preds) + " |")
+    for name, sh in r["shifts"].items():
+        lines.append(f"| {name} | " + " | ".join(_f(sh["miou"].get(p)) for p in preds) + " |")
+    lines += ["", "| predictor (Seq05VD) | error rate | ECE ↓ | Brier ↓ | NLL ↓ |", "|---|---|---|---|---|"]
+    for p in preds:
+        v = r["predictors"][p]
+        lines.append(
+            f"| {PREDICTOR_NAMES[p]} | {_f(v.get('error_rate'))} | {_f(v.get('ece'))} | {_f(v.get('brier'))} | {_f(v.get('nll'))} |"
+        )
+    chosen = {v["method"]: side for side, v in (r.get("pixel_student_errors_selected") or {}).items()}
+    lines += [
+        "",
+        "The student's wrong pixels (Seq05VD) ranked by every score (one error set: every row is comparable; "
+        "*chosen*: the side's pixel method chosen on validation):",
+        "",
+        "| score | AUROC ↑ | AUPR ↑ | FPR95 ↓ | E-AURC ↓ |",
+        "|---|---|---|---|---|",
+    ]
+    for m, v in r["pixel_student_errors"].items():
+        tag = f" (*chosen*, {chosen[m]})" if m in chosen else ""
+        lines.append(
+            f"| {m}{tag} | {_f(v.get('auroc'))} | {_f(v.get('aupr'))} | {_f(v.get('fpr95'))} | {_f(v.get('eaurc'), 4)} |"
+        )
+    return "\n".join(lines)
+
+
+def camvid_selected() -> str:
+    r = _load("camvid-cpu/results.json")
+    sel = r["selection"]
+    rows = []
+    for side in ("student", "ensemble", "baseline", "mc_dropout", "student_light", "control"):
+        if side in sel:
+            v = sel[side]
+            rows.append(
+                f"| {side} | {v['method']} / {v['score']} | {_f(v.get('mean_validation_auroc'))} | "
+                f"{_f(v.get('margin'), 4)} | {'yes' if v.get('determined') else '**no**'} |"
+            )
+    on = sel["student"]["chosen_on"]
+    return (
+        f"Chosen on {on['validation']['set']} and its shifts ({', '.join(on['shifts'])}):\n\n"
+        "| side | image score chosen | mean validation AUROC | margin over the runner-up | determined |\n"
+        "|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\nWhat each choice gives on the test shifts:\n\n"
+        + _selected_table(r, ("student", "ensemble", "baseline", "mc_dropout"))
+        + "\n\n"
+        + _verdict(r)
+    )
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "camvid-tables": camvid_tables,
+    "camvid-selected": camvid_selected,
     "benchmark-cost": benchmark_cost,
     "test-time": test_time,
     "camvid-field-alarm": camvid_field_alarm,
