@@ -302,7 +302,72 @@ def camvid_selected() -> str:
     )
 
 
+def claims() -> str:
+    """The paper's claims against the committed CamVid results (one seed) and the demo's three
+    student seeds; a verdict only where a difference exceeds the spread."""
+    c = _load("camvid-cpu/results.json")
+    d = _load("demo-seeds.json")
+    ms = d["mean_std"]
+
+    def pm(v):
+        return f"{v['mean']:.3f} ± {v['std']:.3f}"
+
+    m = c["miou"]
+    between = m["baseline"] < m["student"] < m["teacher"]
+    dm = ms["miou"]
+    demo_between = dm["student"]["mean"] - 2 * dm["student"]["std"] > dm["baseline"]["mean"]
+    out = [
+        f"- **Student mIoU between baseline and teacher.** CamVid (one seed): baseline {m['baseline']:.3f}, "
+        f"student {m['student']:.3f}, ensemble {m['teacher']:.3f}"
+        + (f", CE-only control {m['control']:.3f}" if "control" in m else "")
+        + f": {'holds' if between else 'does not hold'}. Demo (3 student seeds): student {pm(dm['student'])}, "
+        f"baseline {pm(dm['baseline'])}, ensemble {pm(dm['ensemble'])}: "
+        + ("holds." if demo_between else "no difference from the baseline measured.")
+    ]
+    ag = c["agreement"]
+    out.append(
+        f"- **Student U tracks ensemble U: partly.** CamVid Pearson {ag['pearson']:.3f}, Spearman "
+        f"{ag['spearman']:.3f}; the ensemble's own noise caps it near {_f(ag.get('pearson_ceiling'))}."
+    )
+    ps = c["pixel_student_errors_selected"]
+    dp = ms["pixel_auroc"]
+    out.append(
+        "- **The student flags its wrong pixels at least as well as softmax (scores chosen on validation).** "
+        f"CamVid AUROC: student ({ps['student']['method']}) {ps['student']['auroc']:.3f}, baseline "
+        f"({ps['baseline']['method']}) {ps['baseline']['auroc']:.3f}, ensemble ({ps['ensemble']['method']}) "
+        f"{ps['ensemble']['auroc']:.3f}. Demo: student {pm(dp['student'])}, baseline {pm(dp['baseline'])}, "
+        f"ensemble {pm(dp['ensemble'])}."
+    )
+    shifts = []
+    for name, sh in c["shifts"].items():
+        sel = sh.get("selected") or {}
+        if "student" in sel and "ensemble" in sel:
+            shifts.append(f"{name} {sel['student']['auroc']:.3f} / {sel['ensemble']['auroc']:.3f}")
+    verdicts = "; ".join(f"{n}: {v['vs_ensemble']}" for n, v in d["verdicts"].items())
+    out.append(
+        "- **The student's uncertainty is as good as the ensemble's out of distribution.** CamVid, student / "
+        f"ensemble image AUROC with each side's validation choice (one seed): {'; '.join(shifts)}. Demo, 3 seeds: "
+        f"{verdicts}."
+    )
+    chosen = [c["selection"]["student"]["score"]] + [
+        v["chosen"]["student"].split(" / ")[1] for v in d["per_seed"].values()
+    ]
+    paper = sum(sc == "median_plus_min_over_max" for sc in chosen)
+    out.append(
+        f"- **(median+min)/max is the best image score.** Validation chose it for the student in {paper} of "
+        f"{len(chosen)} runs (CamVid and the demo's seeds): {', '.join(chosen)}."
+    )
+    lat = c.get("latency_ms") or {}
+    if lat.get("ensemble_over_student"):
+        out.append(
+            f"- **Cost.** Batch-1 latency during the CamVid evaluation: student {lat['student']:.1f} ms, ensemble "
+            f"{lat['ensemble']:.1f} ms ({lat['ensemble_over_student']:.2f}×)."
+        )
+    return "\n".join(out)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "claims": claims,
     "camvid-tables": camvid_tables,
     "camvid-selected": camvid_selected,
     "benchmark-cost": benchmark_cost,
