@@ -112,25 +112,6 @@ def camvid_headline() -> str:
     return "```\n" + headline_text(headline_rows(r)) + "\n```"
 
 
-def camvid_alarm_score() -> str:
-    """The student's AUROC per test shift with the alarm's score (chosen on validation), from the
-    stored image scores."""
-    from udistill.metrics import ood_metrics
-
-    r = _load("camvid-cpu/results.json")
-    score = r["alarm"]["student"]["score"]
-    scores = r["image_scores"]
-    ins = scores["in-distribution"]
-    cells = []
-    for name in r["shifts"]:
-        a = {k: ood_metrics(ins[k][score], scores[name][k][score])["auroc"] for k in ("student_sigma", "ensemble_std")}
-        cells.append(f"| {name} | {_f(a['student_sigma'])} | {_f(a['ensemble_std'])} |")
-    return (
-        f"With the alarm's image score (`{score}` of U, chosen on the validation shifts), image AUROC on test:\n\n"
-        "| shift | student U | ensemble U (same score) |\n|---|---|---|\n" + "\n".join(cells)
-    )
-
-
 def repro_member0() -> str:
     r = _load("camvid-cpu/repro-member0.json")
     c, n = r["committed"], r["rerun"]
@@ -375,7 +356,6 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "camvid-field-alarm": camvid_field_alarm,
     "demo-seeds": demo_seeds,
     "repro-member0": repro_member0,
-    "camvid-alarm-score": camvid_alarm_score,
     "demo-time": demo_time,
     "demo-headline": demo_headline,
     "demo-selected": demo_selected,
