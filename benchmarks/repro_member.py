@@ -4,7 +4,7 @@
         udistill train-teacher --config configs/camvid-cpu.yaml --member 0 --set out_dir=runs/camvid-repro
     python benchmarks/repro_member.py runs/camvid-repro/members/member-0/metrics.csv
 
-Compares the rerun's ``metrics.csv`` with ``benchmarks/results/camvid-cpu/training/member-0.csv``
+Compares the rerun's ``metrics.csv`` with ``benchmarks/results/camvid-cpu/training/previous-member-0.csv``
 (the committed run: trained in several interrupted, resumed runs with the code of its day,
 ``train.deterministic`` off) epoch by epoch and writes
 ``benchmarks/results/camvid-cpu/repro-member0.json``: epoch-1 and final loss and validation
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = ROOT / "benchmarks" / "results" / "camvid-cpu" / "training" / "member-0.csv"
+COMMITTED = ROOT / "benchmarks" / "results" / "camvid-cpu" / "training" / "previous-member-0.csv"
 OUT = ROOT / "benchmarks" / "results" / "camvid-cpu" / "repro-member0.json"
 
 
