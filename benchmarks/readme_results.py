@@ -301,7 +301,8 @@ def claims() -> str:
         f"- **Student mIoU between baseline and teacher.** CamVid (one seed): baseline {m['baseline']:.3f}, "
         f"student {m['student']:.3f}, ensemble {m['teacher']:.3f}"
         + (f", CE-only control {m['control']:.3f}" if "control" in m else "")
-        + f": {'holds' if between else 'does not hold'}. Demo (3 student seeds): student {pm(dm['student'])}, "
+        + f": {'in that order' if between else 'not in that order'} (one seed: no spread measured). Demo (3 student "
+        f"seeds): student {pm(dm['student'])}, "
         f"baseline {pm(dm['baseline'])}, ensemble {pm(dm['ensemble'])}: "
         + ("holds." if demo_between else "no difference from the baseline measured.")
     ]
