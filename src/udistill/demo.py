@@ -65,7 +65,7 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, 
     expected = measured_timings().get("stages_s") or {}
     print(
         f"udistill demo: {cfg.teacher.members} teacher members, student, calibration, evaluation -> {cfg.out_dir}"
-        f" (measured: {measured_duration()})"
+        f" (takes {measured_duration()})"
     )
     clock = StageClock(expected)
     load_before = os.getloadavg()[0]
