@@ -33,18 +33,21 @@ class ToyDataset(SegmentationDataset):
         return image.clip(0, 255).astype(np.uint8), label, f"toy-{index}", None
 
 
-def save_random_student(path, model_cfg, ood: dict, input_size=(32, 48)):
+def save_random_student(path, model_cfg, ood: dict | None = None, input_size=(32, 48), model=None):
     """A seeded, untrained two-headed CamVid student checkpoint with the given alarm record
-    (for tests of deployment code: predict, export, ood-report)."""
+    (for tests of deployment code: predict, export, ood-report); ``model``: weights to save
+    instead of a fresh seeded one."""
     import torch
 
     from udistill.data.labels import CAMVID11
     from udistill.models.build import build_model
     from udistill.models.checkpoint import save_model
 
-    torch.manual_seed(0)
-    model = build_model(model_cfg, 11, "prediction+uncertainty").eval()
+    if model is None:
+        torch.manual_seed(0)
+        model = build_model(model_cfg, 11, "prediction+uncertainty").eval()
     path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"ood": ood} if ood is not None else {}
     save_model(
         model,
         path,
@@ -52,7 +55,7 @@ def save_random_student(path, model_cfg, ood: dict, input_size=(32, 48)):
         label_scheme="camvid11",
         input_size=list(input_size),
         resize="stretch",
-        ood=ood,
+        **extra,
     )
     return path
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from toy import save_random_student
 from udistill.calibration import collect_image_scores, student_uncertainty
 from udistill.cli import main
 from udistill.config import ModelConfig
-from udistill.data.labels import CAMVID11
 from udistill.data.registry import build_dataset
 from udistill.metrics import SCORE_TOLERANCE
 from udistill.models.build import build_model
@@ -50,17 +50,7 @@ def _spread_student() -> torch.nn.Module:
 
 @pytest.fixture
 def student(tmp_path):
-    path = tmp_path / "run" / "student" / "model.safetensors"
-    path.parent.mkdir(parents=True)
-    save_model(
-        _spread_student(),
-        path,
-        classes=list(CAMVID11.classes),
-        label_scheme="camvid11",
-        input_size=[32, 48],
-        resize="stretch",
-    )
-    return path
+    return save_random_student(tmp_path / "run" / "student" / "model.safetensors", SMALL, model=_spread_student())
 
 
 def test_image_scores_do_not_depend_on_batch_composition(student, tmp_path):

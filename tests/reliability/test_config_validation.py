@@ -16,12 +16,10 @@ import torch
 from cli_checks import TINY_RUN_CONFIG, assert_error, cli
 from PIL import Image
 
+from toy import save_random_student
 from udistill.cli import main
 from udistill.config import ModelConfig
-from udistill.data.labels import CAMVID11
 from udistill.errors import CheckpointError, ConfigError
-from udistill.models.build import build_model
-from udistill.models.checkpoint import save_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC = str(ROOT / "configs" / "synthetic.yaml")
@@ -189,19 +187,7 @@ def _frames(folder: Path, count: int = 3, seed: int = 0) -> Path:
 
 
 def _student(path: Path, ood: dict | None = None) -> Path:
-    torch.manual_seed(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    extra = {"ood": ood} if ood is not None else {}
-    save_model(
-        build_model(SMALL, 11, "prediction+uncertainty").eval(),
-        path,
-        classes=list(CAMVID11.classes),
-        label_scheme="camvid11",
-        input_size=[32, 48],
-        resize="stretch",
-        **extra,
-    )
-    return path
+    return save_random_student(path, SMALL, ood)
 
 
 @pytest.fixture
