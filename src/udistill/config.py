@@ -120,6 +120,10 @@ class DistillConfig:
     )
     teacher_precision: str = "fp32"  # online targets: the ensemble runs outside float16 autocast (fp32 | bf16)
     control: bool = True  # also fine-tune member 0 on labels alone for the same epochs (the control)
+    # auxiliary unlabelled images distilled beside the training images (teacher targets only,
+    # no CE): synthetic:<style>, corrupt:<family> or folders of frames (udistill.data.auxiliary)
+    auxiliary: list[str] = field(default_factory=list)
+    auxiliary_ratio: float = 0.25  # share of auxiliary images in a distillation epoch
 
 
 @dataclass
@@ -142,6 +146,31 @@ class EvaluateConfig:
 
 
 @dataclass
+class SinglePassConfig:
+    """The single-pass methods evaluated beside the student (udistill.single_pass): the
+    baseline with a fitted temperature, a feature density of its decoder features, and a
+    multi-head ensemble on its frozen encoder/decoder."""
+
+    enabled: bool = False  # fit the three after the members, evaluate them beside the student
+    temperature_max_pixels: int = 2_000_000  # validation pixels (seeded sample) whose logits fit T
+    density_covariance: str = "shared"  # shared (one pooled covariance, DDU's LDA form) | per-class
+    # added to the covariance diagonal, times its mean variance; x10 until Cholesky succeeds
+    density_jitter: float = 1e-4
+    # log_density: -log sum_c pi_c N(x; mu_c, S) | mahalanobis: squared distance to the closest class mean
+    density_score: str = "log_density"
+    density_reservoir: int = 20000  # training features kept (seeded) to place the score's [0, 1] map
+    multi_head_heads: int | None = None  # F; None = teacher.members
+    # width of each head's 3x3 block; None = model.head_channels (paper heads), 0 = member 0's
+    # trained 3x3 block shared and frozen, F new 1x1 classifiers (the cheapest last layer)
+    multi_head_channels: int | None = None
+    multi_head_epochs: int = 4
+    multi_head_lr: float = 0.003  # Adam
+    multi_head_batch_size: int | None = None  # None = train.batch_size
+    multi_head_cache_mb: int = 512  # trunk features kept in memory across epochs up to this size
+    seed: int = 0  # head initialisations, bootstrap weights, data order, pixel samples
+
+
+@dataclass
 class ExperimentConfig:
     """The whole pipeline: members, student, evaluation. Used by train-teacher, distill,
     evaluate, experiment and demo (each reads the sections it needs)."""
@@ -155,6 +184,7 @@ class ExperimentConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    single_pass: SinglePassConfig = field(default_factory=SinglePassConfig)
 
 
 T = TypeVar("T")

@@ -15,6 +15,11 @@ What is compared with what (the rules the tables follow):
   images against the in-distribution test images, and the operating point of each student's
   stored alarm (``udistill calibrate``; evaluation never writes checkpoints).
 
+With ``single_pass.enabled`` the single-pass predictors (temperature-scaled baseline, feature
+density, multi-head ensemble; :mod:`udistill.single_pass`, fitted by ``udistill experiment``)
+are evaluated beside the others, on member 0's one trunk pass per batch, and their fits are
+recorded under ``single_pass``.
+
 The evaluated teacher uses T = 1 (``distill.temperature`` only shapes the distillation
 targets). Pixel scores are binned log-spaced (:class:`~udistill.metrics.BinnedPixelMetrics`),
 where the small uncertainties of confident models live.
@@ -41,7 +46,7 @@ from .ensemble import Ensemble, RunningMoments, member_dir
 from .errors import CheckpointError
 from .io import atomic_write_json
 from .mc_dropout import MCDropout, mc_dropout_rate
-from .methods import PRIMARY, Method, PredictorOutput, method_maps, methods_for
+from .methods import PRIMARY, SINGLE_PASS, Method, PredictorOutput, method_maps, methods_for
 from .metrics import (
     IMAGE_SCORES,
     BinnedPixelMetrics,
@@ -92,6 +97,9 @@ class EvaluatedModels:
     student_light: SegmentationModel | None = None
     light_meta: dict = field(default_factory=dict)
     control: SegmentationModel | None = None
+    # temperature_scaled / feature_density / multi_head (udistill.single_pass) and their records
+    single_pass: dict = field(default_factory=dict)
+    single_pass_records: dict = field(default_factory=dict)
 
     @property
     def predictors(self) -> tuple[str, ...]:
@@ -102,6 +110,7 @@ class EvaluatedModels:
             "student": True,
             "student_light": self.student_light is not None,
             "control": self.control is not None,
+            **{p: p in self.single_pass for p in SINGLE_PASS},
         }
         return tuple(p for p, ok in have.items() if ok)
 
@@ -154,6 +163,11 @@ def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
     for m in (baseline, student, light, control):
         if m is not None:
             m.eval()
+    single, records = {}, {}
+    if cfg.single_pass.enabled:
+        from .single_pass.stages import load_predictors
+
+        single, records = load_predictors(cfg, baseline, device)
     return EvaluatedModels(
         baseline,
         ensemble,
@@ -166,6 +180,8 @@ def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
         light,
         lmeta,
         control,
+        single,
+        records,
     )
 
 
@@ -183,13 +199,37 @@ def run_predictors(models: EvaluatedModels, images: torch.Tensor, batch_seed: in
         return PredictorOutput(torch.softmax(out.logits.float(), 1), None if out.sigma is None else out.sigma.float())
 
     ens = teacher_with_halves(models.ensemble, images)
-    outs = {"baseline": single(models.baseline), "teacher": ens, "student": single(models.student)}
+    if models.single_pass:  # member 0's trunk once, for the baseline and every single-pass predictor
+        outs = {**single_pass_outputs(models, images), "teacher": ens, "student": single(models.student)}
+    else:
+        outs = {"baseline": single(models.baseline), "teacher": ens, "student": single(models.student)}
     if models.mc is not None:
         outs["mc_dropout"] = models.mc(images, seed=models.mc.seed * 1_000_003 + batch_seed)
     if models.student_light is not None:
         outs["student_light"] = single(models.student_light)
     if models.control is not None:
         outs["control"] = single(models.control)
+    return outs
+
+
+@torch.no_grad()
+def single_pass_outputs(models: EvaluatedModels, images: torch.Tensor) -> dict[str, PredictorOutput]:
+    """The baseline and the single-pass predictors from one pass of member 0's trunk (the
+    same numbers as each predictor run on its own).
+
+    Shape: images (N, 3, H, W) -> PredictorOutput per predictor."""
+    base = models.baseline
+    feats, size = base.padded_features(images)
+    logits = base.heads_forward(base.dropout(feats), size).logits
+    probs = torch.softmax(logits.float(), 1)
+    outs = {"baseline": PredictorOutput(probs)}
+    sp = models.single_pass
+    if "temperature_scaled" in sp:
+        outs["temperature_scaled"] = sp["temperature_scaled"].from_logits(logits)
+    if "feature_density" in sp:
+        outs["feature_density"] = sp["feature_density"].from_features(feats, size, probs)
+    if "multi_head" in sp:
+        outs["multi_head"] = sp["multi_head"].heads.predict(feats, size)
     return outs
 
 
@@ -441,6 +481,9 @@ def measure_latency(models: EvaluatedModels, size: tuple[int, int], device, repe
     if models.student_light is not None:
         lat["student_light"] = timed(models.student_light)
         lat["student_light_over_baseline"] = lat["student_light"] / lat["baseline"]
+    for name, predictor in models.single_pass.items():  # each on its own: trunk, head(s), its score
+        lat[name] = timed(predictor)
+        lat[f"{name}_over_baseline"] = lat[name] / lat["baseline"]
     lat["student_over_baseline"] = lat["student"] / lat["baseline"]
     lat["ensemble_over_student"] = lat["ensemble"] / lat["student"]
     lat["size"] = list(size)
@@ -653,6 +696,8 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
         name: {m: sc for m, sc in d.items() if m in keep} for name, d in image_scores_by_set.items()
     }
     results["ood_threshold"] = alarms.get("student")  # the stored alarm (read, never written here)
+    if models.single_pass_records:
+        results["single_pass"] = models.single_pass_records
     results["latency_ms"] = measure_latency(models, tuple(test_set[0]["image"].shape[-2:]), dev)
     results["headline"] = headline_rows(results)
     results["config"] = to_dict(cfg)

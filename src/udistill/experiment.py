@@ -1,4 +1,5 @@
-"""The whole pipeline for one config: members -> student -> evaluation -> report.
+"""The whole pipeline for one config: members -> student -> (single-pass methods) ->
+evaluation -> report.
 
 Each stage skips what is finished and resumes what was interrupted, so rerunning the same
 command after a crash or a kill continues where it stopped.
@@ -43,6 +44,18 @@ def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrid
         f"alpha={dc.alpha} beta={dc.beta}, {dc.epochs or t.epochs} epochs"
     )
     shifts = [s.name for s in parse_shifts(d)]
+    sp = cfg.single_pass
+    if sp.enabled:
+        from .single_pass.stages import check_config, heads_of
+
+        check_config(cfg)
+
+        width = {None: "paper heads", 0: "shared 3x3 block, 1x1 heads"}.get(sp.multi_head_channels)
+        lines.append(
+            f"2b. single-pass: temperature on '{d.val_split}', feature density ({sp.density_covariance} covariance, "
+            f"{sp.density_score}) on '{d.train_split}', {heads_of(cfg)}-head ensemble "
+            f"({width or f'{sp.multi_head_channels}-channel heads'}, {sp.multi_head_epochs} epochs)"
+        )
     lines.append(
         f"3. evaluate: test split '{d.test_split}' + shifts: {', '.join(shifts) or 'none'}; MC dropout T={cfg.evaluate.mc_samples}"
     )
@@ -63,6 +76,10 @@ def run_experiment(
     from .member_jobs import member_job_count, train_members_in_parallel
 
     validate_config(cfg, device=device, alarm=True)  # every value, the device and the data, before the first stage
+    if cfg.single_pass.enabled:
+        from .single_pass.stages import check_config
+
+        check_config(cfg)
     jobs = member_job_count(cfg, resolve_device(device or cfg.device))
     if jobs > 1:  # before the run's exclusive lock: the member jobs share it
         with _stage(clock, log, "members", f"{cfg.teacher.members} teacher members, {jobs} jobs side by side"):
@@ -115,6 +132,12 @@ def _run_stages(cfg: ExperimentConfig, device, progress: bool, log, clock, paral
     if cfg.distill.control:
         with _stage(clock, log, "control", "member 0 trained on labels alone for the student's epochs"):
             run_control(cfg, device)
+    if cfg.single_pass.enabled:
+        from .single_pass.stages import heads_of, run_single_pass
+
+        what = f"temperature on val, feature density on train, {heads_of(cfg)}-head ensemble on member 0's trunk"
+        with _stage(clock, log, "single-pass", what):
+            run_single_pass(cfg, device, log=_quiet(clock, log))
     with _stage(
         clock, log, "calibrate", "OOD alarm of every student on the calibration set (score chosen on validation shifts)"
     ):

@@ -15,11 +15,21 @@ teacher          the ensemble (T = 1): mean M, population std Σ, mutual informa
 student          the distilled student (paper heads): softmax and σ
 student_light    the light-head student: softmax and σ
 control          member 0 fine-tuned on labels alone for the student's epochs (no teacher)
+temperature_     member 0's softmax at one temperature fitted on the validation split (NLL)
+scaled
+feature_density  member 0's softmax and a density of its decoder features (class-conditional
+                 Gaussians fitted on the training images, DDU)
+multi_head       F heads on member 0's frozen encoder/decoder: mean, std, MI
 ===============  ==========================================================================
 
+The last three are the single-pass methods (:mod:`udistill.single_pass`), evaluated when
+``single_pass.enabled`` is set.
+
 A *method* is (predictor, score). Scores: ``msp`` = 1 - max p; ``entropy`` = H(p) / log C;
-``u`` = mean over classes of the spread map (Σ, the MC std, or the student's σ: the paper's
-pixel uncertainty U, eq. 8); ``mi`` = mutual information / log C.
+``u`` = mean over classes of the spread map (Σ, the MC std, the multi-head std or the
+student's σ: the paper's pixel uncertainty U, eq. 8); ``mi`` = mutual information / log C;
+``density`` = the feature-density map (a monotone [0, 1] map of the features' negative log
+density, :mod:`udistill.single_pass.feature_density`).
 """
 
 from __future__ import annotations
@@ -30,7 +40,18 @@ from typing import NamedTuple
 
 import torch
 
-PREDICTORS = ("baseline", "mc_dropout", "teacher", "student", "student_light", "control")
+PREDICTORS = (
+    "baseline",
+    "mc_dropout",
+    "teacher",
+    "student",
+    "student_light",
+    "control",
+    "temperature_scaled",
+    "feature_density",
+    "multi_head",
+)
+SINGLE_PASS = ("temperature_scaled", "feature_density", "multi_head")
 PREDICTOR_LABELS = {
     "baseline": "baseline (member 0)",
     "mc_dropout": "MC dropout",
@@ -38,20 +59,24 @@ PREDICTOR_LABELS = {
     "student": "student",
     "student_light": "student, light head",
     "control": "CE-only control",
+    "temperature_scaled": "temperature-scaled baseline",
+    "feature_density": "feature density (DDU)",
+    "multi_head": "multi-head ensemble",
 }
-SCORES = ("msp", "entropy", "u", "mi")
+SCORES = ("msp", "entropy", "u", "mi", "density")
 
 
 class PredictorOutput(NamedTuple):
     """What a predictor gives for a batch.
 
-    Shape: probs (N, C, H, W); spread (N, C, H, W) or None (Σ, MC std or student σ);
-    mutual_info (N, H, W) or None.
+    Shape: probs (N, C, H, W); spread (N, C, H, W) or None (Σ, MC std, multi-head std or
+    student σ); mutual_info (N, H, W) or None; density (N, H, W) in [0, 1] or None.
     """
 
     probs: torch.Tensor
     spread: torch.Tensor | None = None
     mutual_info: torch.Tensor | None = None
+    density: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,13 @@ METHODS: tuple[Method, ...] = (
     Method("student_light_entropy", "student_light", "entropy", "light student entropy"),
     Method("control_msp", "control", "msp", "CE-only control 1 − max softmax"),
     Method("control_entropy", "control", "entropy", "CE-only control entropy"),
+    Method("temperature_scaled_msp", "temperature_scaled", "msp", "temperature-scaled 1 − max softmax"),
+    Method("temperature_scaled_entropy", "temperature_scaled", "entropy", "temperature-scaled entropy"),
+    Method("feature_density", "feature_density", "density", "feature density (−log p of the features)"),
+    Method("multi_head_u", "multi_head", "u", "multi-head U (mean std)"),
+    Method("multi_head_mi", "multi_head", "mi", "multi-head mutual information"),
+    Method("multi_head_entropy", "multi_head", "entropy", "multi-head entropy"),
+    Method("multi_head_msp", "multi_head", "msp", "multi-head 1 − max mean softmax"),
 )
 BY_KEY = {m.key: m for m in METHODS}
 # The method whose map is "the" uncertainty of a predictor (figures, per-class tables, alarm).
@@ -92,6 +124,9 @@ PRIMARY = {
     "baseline": "baseline_msp",
     "mc_dropout": "mc_dropout",
     "control": "control_msp",
+    "temperature_scaled": "temperature_scaled_msp",
+    "feature_density": "feature_density",
+    "multi_head": "multi_head_u",
 }
 
 
@@ -124,6 +159,10 @@ def score_map(score: str, out: PredictorOutput) -> torch.Tensor:
         if out.mutual_info is None:
             raise ValueError("score 'mi' needs the mutual information")
         return (out.mutual_info.float() / math.log(p.shape[1])).clamp_(0, 1)
+    if score == "density":
+        if out.density is None:
+            raise ValueError("score 'density' needs the feature-density map")
+        return out.density.float()
     raise ValueError(f"unknown score '{score}' (known: {', '.join(SCORES)})")
 
 

@@ -2,7 +2,8 @@
 
 A user deploys one score, so every headline number is the score chosen *before* the test set
 is looked at. For each predictor side (baseline, MC dropout, ensemble, student, light
-student, control) evaluation chooses on the validation split and its shifts:
+student, control, and the single-pass temperature_scaled, feature_density and multi_head)
+evaluation chooses on the validation split and its shifts:
 
 - the (method, image score) whose image-level AUROC, validation images against each
   validation shift, is best (:func:`choose_image_score`);
@@ -34,6 +35,9 @@ SIDES: dict[str, str] = {
     "student": "student",
     "student_light": "student_light",
     "control": "control",
+    "temperature_scaled": "temperature_scaled",
+    "feature_density": "feature_density",
+    "multi_head": "multi_head",
 }
 UNDETERMINED_MARGIN = 5e-4  # AUROC: below this the validation data cannot tell candidates apart
 TIE_RULE = "highest mean validation AUROC; ties: highest worst-shift AUROC, then lowest mean FPR95, then registry order"

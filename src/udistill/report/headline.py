@@ -8,7 +8,10 @@ the one chosen on validation data (``results["selection"]``, see :mod:`udistill.
 - σ fidelity: Pearson of student U against ensemble U, and the scale;
 - per shift: image-level OOD AUROC of each side's chosen (method, image score), the
   baseline's beside it, and the operating point of the student's stored alarm;
-- segmentation (mIoU) and cost (batch-1 latency).
+- segmentation (mIoU) and cost (batch-1 latency);
+- when the run evaluated the single-pass methods (:mod:`udistill.single_pass`), each pixel
+  and shift row notes their validation-chosen values beside the student's, and a calibration
+  row gives ECE with the temperature-scaled baseline beside it.
 
 :func:`oracle_rows` gives the per-test-set best of each side: an upper bound chosen on the
 test data, reported only in a table titled as an oracle.
@@ -23,6 +26,7 @@ from typing import Any
 from ..methods import BY_KEY
 
 SIDES = {"student": ("student",), "ensemble": ("teacher",)}
+SINGLE_PASS_SIDES = ("temperature_scaled", "feature_density", "multi_head")
 
 
 def _num(v: Any) -> float | None:
@@ -102,6 +106,33 @@ def _alarm_note(op: Mapping, alarm: Mapping | None) -> str:
     )
 
 
+def _single_pass_note(chosen: Mapping, metric: str) -> str:
+    """The single-pass sides' values of ``metric`` in one note ("" when none was evaluated)."""
+    parts = [
+        f"{side} {_num((chosen.get(side) or {}).get(metric)):.3f}"
+        for side in SINGLE_PASS_SIDES
+        if _num((chosen.get(side) or {}).get(metric)) is not None
+    ]
+    return "single-pass: " + ", ".join(parts) if parts else ""
+
+
+def _joined(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _calibration_row(results: Mapping) -> dict | None:
+    """ECE of the student and the ensemble, the baseline's and the temperature-scaled one's in
+    the note (only for runs with the single-pass methods)."""
+    preds = results.get("predictors") or {}
+    if "temperature_scaled" not in preds:
+        return None
+    ece = {p: _num((preds.get(p) or {}).get("ece")) for p in preds}
+    t = _num(((results.get("single_pass") or {}).get("temperature_scaled") or {}).get("temperature"))
+    parts = [f"{p} {ece[p]:.3f}" for p in ("baseline", "temperature_scaled", "multi_head") if ece.get(p) is not None]
+    note = ", ".join(parts) + (f" (T = {t:.3g}, fitted on validation)" if t is not None else "")
+    return _row("calibration: ECE (15 bins) ↓", ece.get("student"), ece.get("teacher"), note=note)
+
+
 def headline_rows(results: Mapping) -> list[dict]:
     """Rows ``{what, student, ensemble, student_by, ensemble_by, note}`` (numbers or None).
 
@@ -119,6 +150,7 @@ def headline_rows(results: Mapping) -> list[dict]:
     ):
         s, e, b = (vs.get(side) or {} for side in ("student", "ensemble", "baseline"))
         note = f"baseline ({b['method']}) {_num(b.get(metric)):.3f}" if _num(b.get(metric)) is not None else ""
+        note = _joined(note, _single_pass_note(vs, metric))
         rows.append(
             _row(
                 label,
@@ -137,6 +169,8 @@ def headline_rows(results: Mapping) -> list[dict]:
         alarm_note = _alarm_note(sh.get("operating_point") or {}, (results.get("alarm") or {}).get("student"))
         if alarm_note:
             parts.append(alarm_note)
+        if _single_pass_note(chosen, "auroc"):
+            parts.append(_single_pass_note(chosen, "auroc"))
         rows.append(
             _row(
                 f"OOD {name}: image AUROC ↑",
@@ -147,6 +181,9 @@ def headline_rows(results: Mapping) -> list[dict]:
                 "; ".join(parts),
             )
         )
+    calibration = _calibration_row(results)
+    if calibration:
+        rows.append(calibration)
     rows += _miou_and_cost_rows(results)
     for r in rows:
         r["chosen_on"] = _chosen_text(sel.get("student"))
@@ -187,6 +224,13 @@ def _miou_and_cost_rows(results: Mapping) -> list[dict]:
     if lat:
         ratio = _num(lat.get("ensemble_over_student"))
         note = f"ensemble / student {ratio:.2f}×" if ratio else ""
+        single = [
+            f"{p} {_num(lat.get(p + '_over_baseline')):.2f}×"
+            for p in SINGLE_PASS_SIDES
+            if _num(lat.get(p + "_over_baseline")) is not None
+        ]
+        if single:
+            note = _joined(note, "over the baseline: " + ", ".join(single))
         rows.append(_row("latency, batch 1, ms ↓", _num(lat.get("student")), _num(lat.get("ensemble")), note=note))
     return rows
 

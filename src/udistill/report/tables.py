@@ -29,6 +29,18 @@ from ..methods import BY_KEY, METHODS, PREDICTORS
 from .headline import _chosen_text, _num, headline_rows, oracle_rows
 
 SEG_METHODS = tuple(p for p in PREDICTORS if p != "mc_dropout") + ("mc_dropout",)
+# predictors whose class map is the baseline's (same argmax): left out of the segmentation tables
+BASELINE_ARGMAX = ("temperature_scaled", "feature_density")
+# the sides of the single-pass comparison, student first (selection.SIDES names)
+COMPARED_SIDES = (
+    "student",
+    "temperature_scaled",
+    "feature_density",
+    "multi_head",
+    "baseline",
+    "mc_dropout",
+    "ensemble",
+)
 PIXEL_METHODS = tuple(m.key for m in METHODS)
 PIXEL_METRICS = (  # key, header, higher is better
     ("auroc", "AUROC ↑", True),
@@ -143,7 +155,7 @@ def _mark_best(table: Table, col_better: Mapping[int, bool], groups: list | None
 
 def per_class_table(results: Mapping) -> Table | None:
     """Table 1: per-class IoU (baseline / teacher / student) and mean uncertainty."""
-    iou = {k: v for k, v in (results.get("per_class_iou") or {}).items() if v}
+    iou = {k: v for k, v in (results.get("per_class_iou") or {}).items() if v and k not in BASELINE_ARGMAX}
     unc = {k: v for k, v in (results.get("per_class_uncertainty") or {}).items() if v}
     n = max([len(v) for v in list(iou.values()) + list(unc.values())] or [0])
     if n == 0:
@@ -186,7 +198,7 @@ def miou_table(results: Mapping) -> Table | None:
             sets.append((str(name), s["miou"]))
     if not sets:
         return None
-    methods = _ordered({k for _, m in sets for k in m}, SEG_METHODS)
+    methods = _ordered({k for _, m in sets for k in m if k not in BASELINE_ARGMAX}, SEG_METHODS)
     rows = [[name, *[_num(m.get(k)) for k in methods]] for name, m in sets]
     return Table(key="miou", title="Table 2 — mean IoU per data set", columns=["Data set", *methods], rows=rows)
 
@@ -262,6 +274,54 @@ def headline_table(results: Mapping) -> Table | None:
         rows=_rows_of(rows),
         note=note,
     )
+
+
+def single_pass_table(results: Mapping) -> Table | None:
+    """The student beside the single-pass methods (and the baseline, MC dropout, ensemble):
+    each side by its validation-chosen scores, on the same images and the same error set."""
+    sel = results.get("selection") or {}
+    if not any(side in sel for side in ("temperature_scaled", "feature_density", "multi_head")):
+        return None
+    sides = [s for s in COMPARED_SIDES if s in sel]
+    shifts = list(results.get("shifts") or {})
+    vs = results.get("pixel_student_errors_selected") or {}
+    preds = results.get("predictors") or {}
+    lat = results.get("latency_ms") or {}
+    base_ms = _num(lat.get("baseline"))
+    rows = []
+    for side in sides:
+        predictor = sel[side].get("predictor", side)
+        ms = _num(lat.get("ensemble" if side == "ensemble" else side))
+        rows.append(
+            [
+                side,
+                _num(_get(vs, side, "auroc")),
+                _num(_get(vs, side, "eaurc")),
+                *[_num(_get(results, "shifts", s, "selected", side, "auroc")) for s in shifts],
+                _num(_get(preds, predictor, "ece")),
+                ms / base_ms if ms is not None and base_ms else None,
+            ]
+        )
+    t = Table(
+        key="single_pass",
+        title="The student beside the single-pass methods (scores chosen on validation)",
+        columns=[
+            "Side",
+            "student's pixel errors: AUROC ↑",
+            "E-AURC ↓",
+            *[f"OOD {s}: image AUROC ↑" for s in shifts],
+            "ECE ↓",
+            "latency / baseline ↓",
+        ],
+        rows=rows,
+        note="Every row is measured on the same images: pixel columns rank the student's wrong pixels by each "
+        "side's pixel method chosen on validation, OOD columns use each side's (method, image score) chosen on "
+        "the validation shifts (the selection table). ECE: each side's probabilities (temperature scaling "
+        "changes only these). Latency: batch 1, eager PyTorch, each predictor on its own.",
+    )
+    n = len(t.columns)
+    _mark_best(t, {1: True, 2: False, **{3 + j: True for j in range(len(shifts))}, n - 2: False, n - 1: False})
+    return t
 
 
 def _rows_of(rows: list[dict]) -> list[list]:
@@ -466,6 +526,7 @@ def build_tables(results: Mapping) -> list[Table]:
     """All tables the results allow, in report order (missing parts are skipped)."""
     tables: list[Table | None] = [
         headline_table(results),
+        single_pass_table(results),
         selection_table(results),
         oracle_table(results),
         predictor_table(results),
