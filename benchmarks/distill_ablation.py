@@ -8,13 +8,13 @@ reported once, by the demo / experiment), and prints and writes one table:
     python benchmarks/distill_ablation.py --members-from runs/demo --out runs/ablation \
         --json benchmarks/results/distill-ablation-synthetic.json
 
-Per variant: Pearson / Spearman of student U vs teacher U (overall and mean per class),
-the scale ratio per decile of teacher U (min, max of the medians), student mIoU, E-AURC and
-AUROC of student σ against the student's errors (and of the student's best score), OOD
-AUROC per shift for each image score of student U (and the best of student vs ensemble),
-and the cost of a distillation epoch relative to a baseline epoch. It also measures the
-teacher's own noise ceiling: the Pearson of U from half of the members against U from the
-other half. Resumable: finished variants are read back, not rerun.
+Per variant, mean ± std over the seeds (3 by default; the members are fixed): the student
+score chosen on the validation shifts and its AUROC per shift (beside the ensemble's chosen
+score), the pixel score chosen on the validation split and its E-AURC on the student's own
+errors (beside the ensemble's), mIoU and ECE (beside the CE-only control's, trained in the
+``paper`` variant's runs), Pearson of student U with teacher U, and the cost of a
+distillation epoch relative to a baseline epoch. The default recipe is then chosen by
+:func:`choose` (on validation only). Resumable: finished variants are read back, not rerun.
 """
 
 from __future__ import annotations
@@ -27,8 +27,17 @@ import sys
 import time
 from pathlib import Path
 
+#: The auxiliary sources of the synthetic demo: two renderer styles no shift uses and two
+#: corruption families no shift uses (udistill.data.auxiliary).
+AUX = "distill.auxiliary=[synthetic:harbour,synthetic:suburb,corrupt:pixelate,corrupt:channel-swap]"
 VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "paper": ["distill.recipe=paper"],
+    "aux": ["distill.recipe=paper", AUX],
+    "aux-bias": ["distill.recipe=paper", AUX, "distill.sigma_init=teacher-mean"],
+    "aux-half": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5"],
+    "aux-T2": ["distill.recipe=paper", AUX, "distill.temperature=2"],
+    "aux-ce": ["distill.recipe=paper", AUX, "distill.alpha=0.5"],
+    # earlier variants (issue #16's ablation), kept runnable
     "bias-init": ["distill.recipe=paper", "distill.sigma_init=teacher-mean"],
     "log-mse": [
         "distill.recipe=paper",
@@ -40,21 +49,13 @@ VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "views": ["distill.recipe=paper", "distill.views=perturb"],
     "views-online": ["distill.recipe=paper", "distill.views=perturb", "distill.targets=online"],
     "bias+views": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.views=perturb"],
-    "bias+views+sqrt": [
-        "distill.recipe=paper",
-        "distill.sigma_init=teacher-mean",
-        "distill.views=perturb",
-        "distill.sigma_loss=sqrt-mse",
-    ],
-    "bias+views+log": [
-        "distill.recipe=paper",
-        "distill.sigma_init=teacher-mean",
-        "distill.views=perturb",
-        "distill.sigma_loss=log-mse",
-        "distill.beta=0.1",
-    ],
 }
-SCORES = ("min", "mean", "median", "max", "median_plus_min_over_max")
+DEFAULT_VARIANTS = "paper,aux,aux-bias,aux-half,aux-T2,aux-ce"
+#: The ablation never touches the test split: its "test" role is a second block of 50
+#: validation scenes (50..99), disjoint from the 50 the evaluation selects scores on.
+VALIDATION_ONLY = ["data.test_split=val", "data.role_options={test: {first: 50, length: 50}}"]
+#: The variant whose run also trains the CE-only control (the control does not depend on the recipe).
+CONTROL_VARIANT = "paper"
 
 
 def _epoch_seconds(csv_path: Path) -> float | None:
@@ -69,76 +70,52 @@ def _epoch_seconds(csv_path: Path) -> float | None:
 
 
 def summarise(res: dict, run: Path, members_from: Path, heads: str = "student") -> dict:
-    """The ablation's numbers from one evaluation's results.json."""
+    """The ablation's numbers from one evaluation's results.json (computed on the val split:
+    the recipe is chosen there). Every score is the one chosen on the validation shifts (or,
+    for pixels, on the validation split) by the evaluation's own selection rule."""
+    side = heads
     key = "student_sigma" if heads == "student" else "student_light_sigma"
     ag = res["agreement"] if heads == "student" else res["agreement_light"]
-    per_class = [v["pearson"] for v in (ag.get("per_class") or {}).values() if v.get("pearson") is not None]
     ratios = [d["median_ratio"] for d in ag.get("scale_ratio_by_decile") or []]
-    vs = res["pixel_student_errors"]
-    student_keys = [
-        k for k in vs if k.startswith(heads + "_") and (heads != "student" or not k.startswith("student_light"))
-    ]
-    best_student = max(student_keys, key=lambda k: vs[k]["auroc"] or 0)
+    px = res["pixel_student_errors_selected"]
+    pixel = res["pixel"]
+    msp = "student_msp" if heads == "student" else "student_light_msp"
     ood = {}
     for shift, s in res["shifts"].items():
-        ens_best = max((v["auroc"] or 0) for m, d in s["ood"].items() if m.startswith("ensemble_") for v in d.values())
-        stu_best = max((v["auroc"] or 0) for m, d in s["ood"].items() if m in student_keys for v in d.values())
+        sel = s["selected"]
         ood[shift] = {
-            "student_u": {sc: s["ood"][key][sc]["auroc"] for sc in SCORES},
-            "student_best": stu_best,
-            "ensemble_best": ens_best,
+            "student": sel[side]["auroc"],
+            "student_score": f"{sel[side]['method']} / {sel[side]['score']}",
+            "student_sigma_mean": s["ood"][key]["mean"]["auroc"],
+            "ensemble": sel["ensemble"]["auroc"],
+            "baseline": sel["baseline"]["auroc"],
         }
     base_epoch = _epoch_seconds(members_from / "members" / "member-0" / "metrics.csv")
-    stu_dir = run / ("student" if heads == "student" else "student-light")
-    stu_epoch = _epoch_seconds(stu_dir / "metrics.csv")
+    stu_epoch = _epoch_seconds(run / ("student" if heads == "student" else "student-light") / "metrics.csv")
+    selection = res["selection"][side]
     return {
         "pearson": ag["pearson"],
         "spearman": ag["spearman"],
-        "per_class_pearson_mean": statistics.fmean(per_class) if per_class else None,
         "scale_ratio_by_decile": ratios,
-        "miou": res["miou"]["student" if heads == "student" else "student_light"],
+        "miou": res["miou"][side],
+        "control_miou": res["miou"].get("control"),
         "teacher_miou": res["miou"]["teacher"],
-        "mean_u": res["mean_uncertainty"],
-        "pixel_vs_student_errors": {
-            "sigma_eaurc": vs[key]["eaurc"],
-            "sigma_auroc": vs[key]["auroc"],
-            "best_student_score": best_student,
-            "best_student_auroc": vs[best_student]["auroc"],
-            "best_student_eaurc": vs[best_student]["eaurc"],
-            "ensemble_entropy_auroc": vs["ensemble_entropy"]["auroc"],
-            "baseline_msp_eaurc": vs["baseline_msp"]["eaurc"],
-        },
+        "ece": pixel[msp]["ece"],
+        "baseline_ece": pixel["baseline_msp"]["ece"],
+        "control_ece": pixel["control_msp"]["ece"] if "control_msp" in pixel else None,
+        "selected_image_score": f"{selection['method']} / {selection['score']}",
+        "selected_pixel_score": px[side]["method"],
+        "pixel_eaurc": px[side]["eaurc"],
+        "ensemble_pixel_eaurc": px["ensemble"]["eaurc"],
         "ood": ood,
         "epoch_cost_vs_baseline": (stu_epoch / base_epoch) if (stu_epoch and base_epoch) else None,
     }
 
 
-def teacher_noise_ceiling(cfg, device="cpu") -> dict:
-    """Pearson of U from members {0..F/2-1} against U from the rest, on the val images: how
-    far any student can follow a teacher whose own Σ is that noisy."""
-    import numpy as np
-    import torch
-    from torch.utils.data import DataLoader
-
-    from udistill.data.from_config import dataset_for
-    from udistill.ensemble import Ensemble, member_paths
-
-    paths = member_paths(cfg.out_dir)[: cfg.teacher.members]
-    half = len(paths) // 2
-    a, b = Ensemble.from_paths(paths[:half]), Ensemble.from_paths(paths[half:])
-    ua, ub = [], []
-    with torch.no_grad():
-        for batch in DataLoader(dataset_for(cfg.data, "test"), batch_size=8):
-            ua.append(a(batch["image"]).std.mean(1).flatten().numpy())
-            ub.append(b(batch["image"]).std.mean(1).flatten().numpy())
-    ua, ub = np.concatenate(ua), np.concatenate(ub)
-    return {"members": [half, len(paths) - half], "pearson_half_vs_half": float(np.corrcoef(ua, ub)[0, 1])}
-
-
 def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool, extra: list[str] = ()) -> Path:
     from udistill.config import ExperimentConfig, load_config
     from udistill.demo import preset_path
-    from udistill.distill import run_distill
+    from udistill.distill import run_control, run_distill
     from udistill.evaluate import run_evaluation
 
     run = out / f"{name}-s{seed}"
@@ -152,8 +129,8 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool
     overrides = [
         f"out_dir={run}",
         f"train.seed={seed}",
-        "data.test_split=val",
-        "distill.control=false",
+        *VALIDATION_ONLY,
+        f"distill.control={'true' if name == CONTROL_VARIANT else 'false'}",
         f"distill.light_student={'true' if light else 'false'}",
         "train.progress=false",
         *VARIANTS[name],
@@ -164,37 +141,110 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool
     run_distill(cfg)
     if light:
         run_distill(cfg, heads="light")
+    if name == CONTROL_VARIANT:
+        run_control(cfg)
     print(f"[{name} s{seed}] distilled in {time.time() - t0:.0f} s", flush=True)
     run_evaluation(cfg, progress=False)
     return res
 
 
-def format_table(rows: dict) -> str:
-    shifts = sorted({s for r in rows.values() for s in r["ood"]})
-    head = ["variant", "Pearson", "Spearman", "per-class", "scale min–max", "mIoU", "σ E-AURC", "σ AUROC", "best AUROC"]
-    head += [f"{s} U-best/ens" for s in shifts] + ["epoch cost"]
+def _stats(values: list) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def aggregate(rows: dict) -> dict:
+    """Per variant (and head): mean and std over seeds of every number the choice uses.
+    The control's mIoU/ECE come from the control variant's runs (one control per seed)."""
+    groups: dict[str, list[dict]] = {}
+    for label, r in rows.items():
+        name, _, rest = label.partition(" s")
+        head = " light" if rest.endswith(" light") else ""
+        groups.setdefault(name + head, []).append(r)
+    control = [r for label, r in rows.items() if label.startswith(CONTROL_VARIANT + " s") and r.get("control_miou")]
+    out = {}
+    for name, rs in groups.items():
+        shifts = sorted({s for r in rs for s in r["ood"]})
+        agg = {
+            "seeds": len(rs),
+            "miou": _stats([r["miou"] for r in rs]),
+            "ece": _stats([r["ece"] for r in rs]),
+            "pixel_eaurc": _stats([r["pixel_eaurc"] for r in rs]),
+            "ensemble_pixel_eaurc": _stats([r["ensemble_pixel_eaurc"] for r in rs]),
+            "pearson": _stats([r["pearson"] for r in rs]),
+            "epoch_cost_vs_baseline": _stats([r["epoch_cost_vs_baseline"] for r in rs]),
+            "ood": {
+                s: {k: _stats([r["ood"][s][k] for r in rs]) for k in ("student", "ensemble", "baseline")}
+                for s in shifts
+            },
+            "mean_ood": _stats([statistics.fmean(r["ood"][s]["student"] for s in shifts) for r in rs]),
+            "control_miou": _stats([r["control_miou"] for r in control]),
+            "control_ece": _stats([r["control_ece"] for r in control]),
+            "baseline_ece": _stats([r["baseline_ece"] for r in rs]),
+            "selected_image_scores": sorted({r["selected_image_score"] for r in rs}),
+        }
+        out[name] = agg
+    return out
+
+
+def choose(agg: dict) -> dict:
+    """The default recipe, chosen on validation: among the variants whose mean mIoU is not
+    below the control's by more than the spread, the highest mean validation OOD AUROC of the
+    selected score (mean over shifts and seeds); ties within one std of the best are broken by
+    the lower pixel E-AURC. Light-head rows are not candidates."""
+    cands = {n: a for n, a in agg.items() if not n.endswith(" light") and a["mean_ood"][0] is not None}
+    ctrl = next((a["control_miou"] for a in agg.values() if a["control_miou"][0] is not None), (None, None))
+    ok = {}
+    for n, a in cands.items():
+        if ctrl[0] is None or a["miou"][0] >= ctrl[0] - max(ctrl[1] or 0, a["miou"][1] or 0):
+            ok[n] = a
+    pool = ok or cands
+    best = max(pool, key=lambda n: pool[n]["mean_ood"][0])
+    spread = pool[best]["mean_ood"][1] or 0.0
+    near = [n for n in pool if pool[n]["mean_ood"][0] >= pool[best]["mean_ood"][0] - spread]
+    chosen = min(near, key=lambda n: pool[n]["pixel_eaurc"][0])
+    return {
+        "variant": chosen,
+        "overrides": VARIANTS[chosen],
+        "within_spread_of_best": sorted(near),
+        "miou_not_below_control": sorted(ok),
+        "rule": choose.__doc__.split("\n\n")[0].replace("\n", " "),
+    }
+
+
+def format_table(agg: dict) -> str:
+    shifts = sorted({s for a in agg.values() for s in a["ood"]})
+    head = ["variant", "seeds", "mIoU", "ECE", "pixel E-AURC (ens.)", "Pearson"]
+    head += [f"{s} (ens.)" for s in shifts] + ["mean OOD", "epoch cost"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
-    def f(v, d=3):
-        return "–" if v is None else f"{v:.{d}f}"
+    def f(ms, d=3):
+        m, sd = ms
+        if m is None:
+            return "–"
+        return f"{m:.{d}f} ± {sd:.{d}f}" if sd else f"{m:.{d}f}"
 
-    for name, r in rows.items():
-        p = r["pixel_vs_student_errors"]
-        sr = r["scale_ratio_by_decile"]
+    for name, a in agg.items():
         cells = [
             name,
-            f(r["pearson"]),
-            f(r["spearman"]),
-            f(r["per_class_pearson_mean"]),
-            f"{min(sr):.2f}–{max(sr):.2f}" if sr else "–",
-            f(r["miou"]),
-            f(p["sigma_eaurc"], 4),
-            f(p["sigma_auroc"]),
-            f"{f(p['best_student_auroc'])} ({p['best_student_score']})",
+            str(a["seeds"]),
+            f(a["miou"]),
+            f(a["ece"]),
+            f"{f(a['pixel_eaurc'], 4)} ({f(a['ensemble_pixel_eaurc'], 4)})",
+            f(a["pearson"]),
         ]
-        cells += [f"{f(max(r['ood'][s]['student_u'].values()))}/{f(r['ood'][s]['ensemble_best'])}" for s in shifts]
-        cells.append(f(r["epoch_cost_vs_baseline"], 2))
+        cells += [f"{f(a['ood'][s]['student'])} ({f(a['ood'][s]['ensemble'])})" for s in shifts]
+        cells += [f(a["mean_ood"]), f(a["epoch_cost_vs_baseline"], 2)]
         lines.append("| " + " | ".join(cells) + " |")
+    ctrl = next((a for a in agg.values() if a["control_miou"][0] is not None), None)
+    if ctrl:
+        lines.append("")
+        lines.append(
+            f"CE-only control: mIoU {f(ctrl['control_miou'])}, ECE {f(ctrl['control_ece'])}; "
+            f"baseline ECE {f(ctrl['baseline_ece'])}"
+        )
     return "\n".join(lines)
 
 
@@ -202,9 +252,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--members-from", default="runs/demo", help="a finished run whose members/ are reused")
     ap.add_argument("--out", default="runs/ablation")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--seeds", default="0")
-    ap.add_argument("--light", default="bias+views", help="variants that also distil the light head (comma list)")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--light", default="aux", help="variants that also distil the light head (comma list)")
     ap.add_argument("--json", default=None)
     ap.add_argument(
         "--set",
@@ -219,27 +269,25 @@ def main(argv=None) -> int:
     members_from, out = Path(args.members_from), Path(args.out)
     rows: dict = {}
     light = set(args.light.split(",")) if args.light else set()
-    for name in args.variants.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for seed in seeds:  # seeds outermost: a partial run already has every variant at seed 0
+        for name in args.variants.split(","):
             res_path = run_variant(name, seed, members_from, out, name in light, args.overrides)
             res = json.loads(res_path.read_text())
             rows[f"{name} s{seed}"] = summarise(res, res_path.parents[1], members_from)
             if name in light:
                 rows[f"{name} s{seed} light"] = summarise(res, res_path.parents[1], members_from, heads="student_light")
-            print(format_table({f"{name} s{seed}": rows[f"{name} s{seed}"]}).splitlines()[-1], flush=True)
-    from udistill.config import ExperimentConfig, load_config
-    from udistill.demo import preset_path
-
-    cfg = load_config(
-        ExperimentConfig, preset_path("synthetic"), [f"out_dir={members_from}", "data.test_split=val", *args.overrides]
-    )
-    ceiling = teacher_noise_ceiling(cfg)
-    table = format_table(rows)
+            r = rows[f"{name} s{seed}"]
+            print(
+                f"[{name} s{seed}] mIoU {r['miou']:.3f}  ECE {r['ece']:.3f}  pixel E-AURC {r['pixel_eaurc']:.4f}  OOD "
+                + " ".join(f"{k} {v['student']:.3f}/{v['ensemble']:.3f}" for k, v in r["ood"].items()),
+                flush=True,
+            )
+    agg = aggregate(rows)
+    choice = choose(agg)
+    table = format_table(agg)
     print(table)
-    print(
-        f"teacher noise ceiling (val): Pearson of U from members {ceiling['members'][0]} vs {ceiling['members'][1]}: "
-        f"{ceiling['pearson_half_vs_half']:.3f}"
-    )
+    print(f"chosen on validation: {choice['variant']} ({'; '.join(choice['overrides'])})")
     if args.json:
         from udistill.io import atomic_write_json, atomic_write_text
 
@@ -247,12 +295,17 @@ def main(argv=None) -> int:
             args.json,
             {
                 "rows": rows,
-                "teacher_noise_ceiling": ceiling,
+                "variants": agg,
+                "choice": choice,
+                "seeds": seeds,
                 "split": "val",
                 "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
             },
         )
-        atomic_write_text(str(Path(args.json).with_suffix(".md")), table + "\n")
+        atomic_write_text(
+            str(Path(args.json).with_suffix(".md")),
+            table + f"\n\nChosen on validation: **{choice['variant']}** — {choice['rule']}\n",
+        )
     return 0
 
 

@@ -124,7 +124,12 @@ def item_identities(ds) -> list[str]:
     return out
 
 
-def check_disjoint(calibration, tests: dict[str, object], what: str = "the calibration set") -> None:
+def check_disjoint(
+    calibration,
+    tests: dict[str, object],
+    what: str = "the calibration set",
+    hint: str = "choose disjoint splits (evaluate.calibration_split / calibration_subset, data.val_split, the test split)",
+) -> None:
     """Refuse ``calibration`` (or any set that makes a choice) when it shares an image with
     any test set, by content (:func:`item_identities`); the message names the files."""
     ids = item_identities(calibration)
@@ -136,8 +141,7 @@ def check_disjoint(calibration, tests: dict[str, object], what: str = "the calib
             d = common[0]
             raise ConfigError(
                 f"{what} shares {len(common)} image(s) with the test set '{name}' "
-                f"(e.g. {mine[d]} is the same image as {theirs[d]}); "
-                "choose disjoint splits (evaluate.calibration_split / calibration_subset, data.val_split, the test split)"
+                f"(e.g. {mine[d]} is the same image as {theirs[d]}); {hint}"
             )
 
 
@@ -146,6 +150,16 @@ def test_sets(cfg: ExperimentConfig) -> dict[str, object]:
     sets = {"in-distribution": dataset_for(cfg.data, "test")}
     for spec in parse_shifts(cfg.data):
         sets[spec.name] = dataset_for(cfg.data, "test", shift=spec)
+    return sets
+
+
+def evaluation_sets(cfg: ExperimentConfig) -> dict[str, object]:
+    """Every set a choice or a result is made on: the test sets, the val split and the
+    validation shifts, by name (what auxiliary distillation data must not share an image with)."""
+    sets = {f"test {name}": ds for name, ds in test_sets(cfg).items()}
+    sets["val"] = dataset_for(cfg.data, "val")
+    for spec in parse_val_shifts(cfg.data):
+        sets[f"val {spec.name}"] = dataset_for(cfg.data, "val", shift=spec)
     return sets
 
 

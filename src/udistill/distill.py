@@ -26,7 +26,8 @@ import torch
 
 from . import provenance
 from .config import DistillConfig, ExperimentConfig, save_config
-from .data.from_config import dataset_for
+from .data.auxiliary import DistillationSet, check_folders_disjoint, parse_auxiliary, with_auxiliary
+from .data.from_config import InMemory, dataset_for
 from .data.transforms import get_recipe
 from .device import resolve_device
 from .ensemble import Ensemble, member_dir
@@ -191,10 +192,29 @@ def student_train_config(cfg: ExperimentConfig):
 
 
 def cache_folder(cfg: ExperimentConfig) -> Path:
-    """One teacher cache per run and view set (every student of the run shares it)."""
+    """One teacher cache per run, view set and auxiliary set (every student of the run shares it)."""
     views = views_for(cfg.distill, student_seed(cfg))
     name = "teacher-cache" if views is None else f"teacher-cache-views{views.count}"
+    if cfg.distill.auxiliary:
+        sources = "+".join(s.spec.replace("/", "_").replace(":", "-") for s in parse_auxiliary(cfg.distill.auxiliary))
+        name += f"-aux-{sources[:60]}-{cfg.distill.auxiliary_ratio:g}"
     return student_dir(cfg, "paper") / name
+
+
+def distillation_set(cfg: ExperimentConfig, train_set):
+    """The training images plus ``distill.auxiliary`` (none: the training set itself). An
+    auxiliary folder sharing an image with a validation or test set is refused."""
+    dc = cfg.distill
+    dset = with_auxiliary(
+        train_set, dc.auxiliary, dc.auxiliary_ratio, cfg.data.size, seed=cfg.data.seed, train_dataset=cfg.data.dataset
+    )
+    if isinstance(dset, DistillationSet) and dset.auxiliary._folders:
+        from .calibration import evaluation_sets
+
+        check_folders_disjoint(dset.auxiliary, evaluation_sets(cfg))
+    if isinstance(dset, DistillationSet) and cfg.data.cache_in_memory:
+        dset = DistillationSet(train_set, InMemory(dset.auxiliary))
+    return dset
 
 
 @locks_run
@@ -221,6 +241,8 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     student = to_student(base, student_heads(model_cfg))
     ensemble = Ensemble.from_run(cfg.out_dir, temperature=dc.temperature, members=cfg.teacher.members).to(dev)
     # only once the inputs are known good: a refused run leaves the run folder as it was
+    distill_set = distillation_set(cfg, train_set)
+    # only once the inputs are known good: a refused run leaves the run folder as it was
     provenance.start_stage(out, built_from, "student")
     tcfg = student_train_config(cfg)
     views = views_for(dc, student_seed(cfg))
@@ -228,7 +250,7 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
     augment = get_recipe(tcfg.augment)
     if dc.targets == "cached":
         # one cache for every student of the run (it depends on the ensemble, data and views only)
-        source = train_set if views is None else ViewDataset(train_set, views)
+        source = distill_set if views is None else ViewDataset(distill_set, views)
         targets = build_cache(
             ensemble,
             source,
@@ -254,7 +276,7 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
         save_config(dataclasses.replace(cfg, model=model_cfg, train=tcfg), out / "config.yaml")
     fit(
         student,
-        train_set,
+        distill_set,
         val_set,
         tcfg,
         out,

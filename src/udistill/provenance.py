@@ -97,10 +97,12 @@ def student_inputs(cfg, model_cfg, init_path: str | Path) -> dict:
     from .ensemble import member_dir
 
     members = {str(k): weights_digest(member_dir(cfg.out_dir, k) / _MODEL_FILE) for k in range(cfg.teacher.members)}
-    distill = {  # an unset seed is left out: students built before it existed stay current
+    distill = {  # an unset seed, no auxiliary data: left out, so students built before they existed stay current
         k: v
         for k, v in dataclasses.asdict(cfg.distill).items()
-        if k != "light_student" and not (k == "seed" and v is None)
+        if k != "light_student"
+        and not (k == "seed" and v is None)
+        and not (k in ("auxiliary", "auxiliary_ratio") and not cfg.distill.auxiliary)
     }
     train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in _TRAIN_IRRELEVANT}
     config = digest({"model": to_dict(model_cfg), "distill": distill, "train": train, "data": _data_definition(cfg)})

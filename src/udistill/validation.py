@@ -104,6 +104,10 @@ def check_names(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"config key 'train.augment': expected one of {', '.join(RECIPES)}")
     if cfg.distill.targets not in ("cached", "online"):
         raise ConfigError("config key 'distill.targets': expected 'cached' or 'online'")
+    from .data.auxiliary import auxiliary_count, parse_auxiliary
+
+    parse_auxiliary(cfg.distill.auxiliary, cfg.data.dataset)  # known sources, existing folders
+    auxiliary_count(1, cfg.distill.auxiliary_ratio)  # the ratio in [0, 1)
     if cfg.evaluate.ood_score != "auto" and cfg.evaluate.ood_score not in IMAGE_SCORES:
         raise ConfigError(
             f"config key 'evaluate.ood_score': expected auto or one of {', '.join(IMAGE_SCORES)}, "

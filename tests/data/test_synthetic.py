@@ -112,11 +112,24 @@ def test_registered():
 
 # --------------------------------------------------------------------------- shifts
 def test_known_shifts():
-    assert set(weather.KNOWN_SHIFTS) == {"fog-light", "fog", "fog-dense", "rain", "dusk"}
+    assert set(weather.KNOWN_SHIFTS) == {"fog-light", "fog", "fog-dense", "rain", "dusk", "rain-light", "dusk-light"}
     assert set(KNOWN_SHIFTS) == set(weather.KNOWN_SHIFTS) | {"new-city"}
+    # appended, never inserted: a shift's random stream is keyed by its index
+    assert weather.KNOWN_SHIFTS[:5] == ("fog-light", "fog", "fog-dense", "rain", "dusk")
 
 
-@pytest.mark.parametrize("shift", ["fog-light", "fog", "fog-dense", "rain", "dusk"])
+@pytest.mark.parametrize(("light", "heavy"), [("rain-light", "rain"), ("dusk-light", "dusk"), ("fog-light", "fog")])
+def test_graded_shifts_lie_between_clean_and_the_full_shift(light, heavy):
+    """The light strength of a shift changes the clean image less than the full one, on
+    every scene: the validation shifts are graded."""
+    for i in range(3):
+        clean = SyntheticDataset("val", size=(72, 96), length=3)[i]["image"]
+        lo = SyntheticDataset("val", shift=light, size=(72, 96), length=3)[i]["image"]
+        hi = SyntheticDataset("val", shift=heavy, size=(72, 96), length=3)[i]["image"]
+        assert 0.005 < float((lo - clean).abs().mean()) < float((hi - clean).abs().mean())
+
+
+@pytest.mark.parametrize("shift", ["fog-light", "fog", "fog-dense", "rain", "dusk", "rain-light", "dusk-light"])
 def test_weather_keeps_labels_and_depth(shift):
     for (c_img, c_lab, _, c_dep), (s_img, s_lab, _, s_dep) in _clean_and_shifted(shift, n=2, size=SMALL):
         assert np.array_equal(c_lab, s_lab) and np.array_equal(c_dep, s_dep)

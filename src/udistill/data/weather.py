@@ -48,7 +48,16 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from ..errors import DataError
 
-KNOWN_SHIFTS: tuple[str, ...] = ("fog-light", "fog", "fog-dense", "rain", "dusk")
+#: New names are appended, never inserted: a shift's random stream is keyed by its index here.
+KNOWN_SHIFTS: tuple[str, ...] = ("fog-light", "fog", "fog-dense", "rain", "dusk", "rain-light", "dusk-light")
+
+#: Graded strengths (validation shifts that discriminate between scores: a score that
+#: separates only the heavy shifts is told apart from one that also sees the light ones).
+#: ``rain-light``: the same rain with 35 % of the streaks, of the veiling and of the
+#: overcast darkening; ``dusk-light``: the exposure of an early dusk (20–30 % instead of
+#: 6–9 %), so less noise too.
+RAIN_LIGHT_STRENGTH = 0.35
+DUSK_EXPOSURE = {"dusk": (0.06, 0.09), "dusk-light": (0.20, 0.30)}
 
 #: Foggy Cityscapes' attenuation coefficients (m⁻¹) for its three densities.
 FOGGY_CITYSCAPES_BETA = {"fog-light": 0.005, "fog": 0.01, "fog-dense": 0.02}
@@ -235,17 +244,20 @@ def rain_streaks(
     return total
 
 
-def _rain(image, depth, rng):
+def _rain(image, depth, rng, strength: float = 1.0):
     h, w = image.shape[:2]
     # Water on the lens: slight defocus.
     j = np.asarray(Image.fromarray(image, "RGB").filter(ImageFilter.BoxBlur(0.8 * h / 360)), np.float32)
     # Overcast: lower exposure and saturation a little.
-    k = np.float32(rng.uniform(0.78, 0.88) / 255.0)
+    darkening = rng.uniform(0.78, 0.88)
+    if strength != 1.0:  # (the full-strength arithmetic stays exactly as it was)
+        darkening = 1.0 - strength * (1.0 - darkening)
+    k = np.float32(darkening / 255.0)
     gray = (j[..., 0] + j[..., 1] + j[..., 2]) * np.float32(0.25 / 3.0)
     j *= 0.75
     j += gray[..., None]
     j *= k
-    intensity = rng.uniform(0.8, 1.25)
+    intensity = rng.uniform(0.8, 1.25) * strength
     s = rain_streaks(h, w, depth, rng, intensity)[..., None]
     streak_color = np.float32(rng.uniform(0.75, 0.9))
     a = np.float32(rng.uniform(0.62, 0.72))
@@ -273,10 +285,10 @@ def _bloom(intensity: np.ndarray, scale: int = 8, passes: int = 3) -> np.ndarray
     return np.asarray(Image.fromarray(small.astype(np.float32), "F").resize((w, h), Image.BILINEAR), np.float32)
 
 
-def _dusk(image, rng, lights):
+def _dusk(image, rng, lights, exposure_range=DUSK_EXPOSURE["dusk"]):
     h, w = image.shape[:2]
     lin = srgb_to_linear(image)
-    exposure = rng.uniform(0.06, 0.09)
+    exposure = rng.uniform(*exposure_range)
     balance = np.array([0.78, 0.9, 1.15], np.float32) * rng.uniform(0.95, 1.05, 3).astype(np.float32)
     lin *= np.float32(exposure) * balance
     if lights is not None:
@@ -324,9 +336,11 @@ def apply_shift(
         hint = " ('new-city' is a generator shift, only for the synthetic dataset)" if shift == "new-city" else ""
         raise DataError(f"unknown shift '{shift}' (known: {', '.join(KNOWN_SHIFTS)}){hint}")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, KNOWN_SHIFTS.index(shift)])
-    if shift == "dusk":
-        return _dusk(image, rng, lights)
+    if shift in DUSK_EXPOSURE:
+        return _dusk(image, rng, lights, DUSK_EXPOSURE[shift])
     depth = _check_depth(depth, image, label, ground)
     if shift == "rain":
         return _rain(image, depth, rng)
+    if shift == "rain-light":
+        return _rain(image, depth, rng, RAIN_LIGHT_STRENGTH)
     return _fog(image, depth, rng, shift)

@@ -61,7 +61,13 @@ class SyntheticDataset(SegmentationDataset):
     scheme = CAMVID11
 
     def __init__(
-        self, split: str = "train", shift: str | None = None, size=None, seed: int = 0, length: int | None = None
+        self,
+        split: str = "train",
+        shift: str | None = None,
+        size=None,
+        seed: int = 0,
+        length: int | None = None,
+        first: int = 0,
     ):
         if split not in SPLIT_LENGTHS:
             raise DataError(f"synthetic: unknown split '{split}' (known: {', '.join(SPLIT_LENGTHS)})")
@@ -83,9 +89,12 @@ class SyntheticDataset(SegmentationDataset):
             self.seed = int(seed)
         except (TypeError, ValueError):
             raise DataError(f"synthetic: seed must be an integer, got {seed!r}") from None
+        if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 0:
+            raise DataError(f"synthetic: first must be an integer >= 0, got {first!r}")
         self.split = split
         self.shift = shift
         self.length = int(length)
+        self.first = int(first)  # scenes first .. first + length - 1 of the split
         self.render_size = (h, w)
         self.size = None  # rendered at the requested size: the base class must not resize
         self.style = NEW_CITY_STYLE if shift == "new-city" else CAMVID_STYLE
@@ -102,20 +111,20 @@ class SyntheticDataset(SegmentationDataset):
         return index
 
     def load(self, index: int):
-        index = self._index(index)
+        index = self._index(index) + self.first
         h, w = self.render_size
         s = scene_seed(self.seed, self.split, index)
         weather_shift = self.shift if self.shift in weather.KNOWN_SHIFTS else None
-        image, label, depth, lights = render(h, w, s, self.style, lights=weather_shift == "dusk")
+        image, label, depth, lights = render(h, w, s, self.style, lights=weather_shift in weather.DUSK_EXPOSURE)
         if weather_shift is not None:
             image = weather.apply_shift(image, weather_shift, depth, seed=s & 0x7FFFFFFF, lights=lights)
-        return image, label, self.name(index), depth
+        return image, label, f"synthetic-{self.split}-{index:06d}", depth
 
     def name(self, index: int) -> str:
-        return f"synthetic-{self.split}-{index:06d}"
+        return f"synthetic-{self.split}-{self._index(index) + self.first:06d}"
 
     def source(self, index: int) -> str:
-        return f"synthetic({self.split}, shift={self.shift}, seed={self.seed})[{index}]"
+        return f"synthetic({self.split}, shift={self.shift}, seed={self.seed})[{self._index(index) + self.first}]"
 
     def describe(self) -> dict:
         return {
@@ -126,16 +135,19 @@ class SyntheticDataset(SegmentationDataset):
             "size": list(self.render_size),
             "seed": self.seed,
             "len": self.length,
+            **({"first": self.first} if self.first else {}),  # (absent when 0: fingerprints as before)
         }
 
 
 @register_dataset("synthetic")
-def build_synthetic(split, root=None, shift=None, size=None, seed=0, length=None, **options):
+def build_synthetic(split, root=None, shift=None, size=None, seed=0, length=None, first=0, **options):
     """Builder registered as ``"synthetic"``. ``root`` is ignored (nothing on disk).
 
-    Lengths: train 200, val 50, test 50 unless ``length`` is given. ``size=(H, W)``
-    renders at that size directly (default 360x480). Unknown options raise DataError.
+    Lengths: train 200, val 50, test 50 unless ``length`` is given; ``first`` skips that
+    many scenes of the split (e.g. a second, disjoint block of validation scenes for a
+    benchmark that must not touch the test split). ``size=(H, W)`` renders at that size
+    directly (default 360x480). Unknown options raise DataError.
     """
     if options:
-        raise DataError(f"synthetic: unknown option(s) {', '.join(sorted(options))} (known: length)")
-    return SyntheticDataset(split=split, shift=shift, size=size, seed=seed, length=length)
+        raise DataError(f"synthetic: unknown option(s) {', '.join(sorted(options))} (known: length, first)")
+    return SyntheticDataset(split=split, shift=shift, size=size, seed=seed, length=length, first=first)

@@ -1,8 +1,9 @@
 """What a "city" looks like: layout statistics, palettes, camera and light.
 
-A :class:`Style` is a table of ranges and palettes the layout draws from. Two ship:
-:data:`CAMVID_STYLE` (the training distribution) and :data:`NEW_CITY_STYLE` (the
-``new-city`` shift: same classes, other looks, playing the role A2D2 plays in the paper).
+A :class:`Style` is a table of ranges and palettes the layout draws from. Four ship:
+:data:`CAMVID_STYLE` (the training distribution), :data:`NEW_CITY_STYLE` (the ``new-city``
+shift: same classes, other looks, playing the role A2D2 plays in the paper), and two that
+are only ever auxiliary distillation data (:data:`HARBOUR_STYLE`, :data:`SUBURB_STYLE`).
 """
 
 from __future__ import annotations
@@ -186,4 +187,77 @@ NEW_CITY_STYLE = Style(
     texture=1.3,
 )
 
-STYLES = {"camvid": CAMVID_STYLE, "new-city": NEW_CITY_STYLE}
+#: Auxiliary styles (distillation only, :mod:`udistill.data.auxiliary`): two more cities
+#: that no evaluation shift uses. ``harbour``: an industrial waterfront, low long sheds in
+#: rust, teal and concrete, few windows, wide empty roads, a low camera on a truck-like
+#: lens, hazy warm light. ``suburb``: low houses set back behind hedges and trees, narrow
+#: roads without markings, saturated greens and brick, a high wide-angle camera.
+HARBOUR_STYLE = Style(
+    name="harbour",
+    horizon=(0.36, 0.44),
+    focal=(0.95, 1.15),
+    cam_height=(1.9, 2.4),
+    lanes=(3, 4, 4),
+    lane_width=(3.5, 4.2),
+    pave_width=(1.0, 2.5),
+    building_height=(4.0, 10.0),
+    segment_length=(25.0, 60.0),
+    gap_prob=0.3,
+    setback=(1.0, 4.0),
+    windows_prob=0.3,
+    shop_prob=0.05,
+    tree_row_prob=0.1,
+    hedge_prob=0.05,
+    fence_prob=0.8,
+    railing_prob=0.5,
+    parked_prob=0.6,
+    crossing_prob=0.05,
+    edge_line_prob=0.3,
+    n_cars=1.5,
+    n_peds=1.0,
+    n_bikes=0.4,
+    sunny_prob=0.2,
+    exposure=(0.9, 1.05),
+    tint=0.08,
+    road=((0.48, 0.46, 0.42), (0.52, 0.50, 0.47)),
+    pavement=((0.58, 0.57, 0.54),),
+    building=((0.55, 0.28, 0.18), (0.20, 0.45, 0.48), (0.70, 0.70, 0.68), (0.45, 0.47, 0.50), (0.62, 0.55, 0.30)),
+    sky_horizon=((0.88, 0.84, 0.76), (0.84, 0.82, 0.78)),
+    sky_zenith=((0.70, 0.72, 0.74), (0.62, 0.66, 0.72)),
+    car=((0.85, 0.55, 0.10), (0.15, 0.35, 0.60), (0.75, 0.75, 0.72), (0.25, 0.25, 0.27)),
+    texture=0.7,
+)
+SUBURB_STYLE = Style(
+    name="suburb",
+    horizon=(0.44, 0.54),
+    focal=(0.55, 0.7),
+    cam_height=(1.5, 1.8),
+    lanes=(2, 2),
+    lane_width=(2.8, 3.2),
+    pave_width=(2.5, 5.0),
+    building_height=(4.0, 9.0),
+    segment_length=(8.0, 16.0),
+    gap_prob=0.45,
+    setback=(3.0, 8.0),
+    street_end=(60.0, 140.0),
+    windows_prob=0.9,
+    shop_prob=0.0,
+    tree_row_prob=0.85,
+    hedge_prob=0.75,
+    fence_prob=0.6,
+    parked_prob=0.5,
+    crossing_prob=0.0,
+    edge_line_prob=0.0,
+    n_cars=1.0,
+    n_peds=1.5,
+    n_bikes=0.8,
+    traffic_light_prob=0.0,
+    sunny_prob=0.6,
+    road=((0.36, 0.36, 0.36), (0.40, 0.39, 0.37)),
+    pavement=((0.66, 0.64, 0.60), (0.60, 0.58, 0.52)),
+    building=((0.66, 0.30, 0.22), (0.92, 0.90, 0.84), (0.80, 0.72, 0.55), (0.55, 0.60, 0.50), (0.72, 0.40, 0.30)),
+    tree=((0.18, 0.42, 0.10), (0.26, 0.50, 0.14), (0.32, 0.45, 0.12)),
+    texture=1.1,
+)
+
+STYLES = {"camvid": CAMVID_STYLE, "new-city": NEW_CITY_STYLE, "harbour": HARBOUR_STYLE, "suburb": SUBURB_STYLE}
