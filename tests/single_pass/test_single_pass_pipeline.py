@@ -158,3 +158,42 @@ def test_single_pass_methods_are_evaluated_beside_the_student(tmp_path):
     stale = _config(run, "data.shifts=[fog]", "data.val_shifts=[rain]", "single_pass.density_jitter=0.01")
     with pytest.raises(StaleStageError, match="feature density"):
         load_models(stale, torch.device("cpu"))
+
+
+@pytest.mark.slow  # end to end through the CLI: members, student, single-pass stages, evaluation
+def test_experiment_runs_the_single_pass_stage(tmp_path, capsys):
+    from udistill.cli import main
+    from udistill.single_pass.stages import DENSITY_FILE, MULTI_HEAD_FILE, TEMPERATURE_FILE
+
+    cfg = {
+        "out_dir": str(tmp_path / "exp"),
+        "data": {
+            "dataset": "synthetic",
+            "size": [32, 48],
+            "train_options": {"length": 4},
+            "test_options": {"length": 4},
+            "shifts": ["fog"],
+            "val_shifts": ["rain"],
+        },
+        "model": MODEL,
+        "train": {"epochs": 1, "batch_size": 4, "progress": False},
+        "teacher": {"members": 2},
+        "distill": {"control": False},
+        "evaluate": {"mc_samples": 2, "false_alarm_rate": 0.25},
+        "single_pass": {"enabled": True, "multi_head_epochs": 1},
+    }
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["experiment", "--config", str(p), "--dry-run"]) == 0
+    assert "single-pass: temperature on 'val'" in capsys.readouterr().out
+    assert main(["experiment", "--config", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "[single-pass]" in out and "single-pass:" in out  # the stage line, the headline's notes
+    exp = tmp_path / "exp"
+    res = json.loads((exp / "evaluation" / "results.json").read_text())
+    assert {"temperature_scaled", "feature_density", "multi_head"} <= set(res["selection"])
+    assert all((exp / f).exists() for f in (TEMPERATURE_FILE, DENSITY_FILE, MULTI_HEAD_FILE))
+    # a bad value is refused before any stage, with one line naming the key
+    p.write_text(yaml.safe_dump({**cfg, "single_pass": {"enabled": True, "density_covariance": "diagonal"}}))
+    assert main(["experiment", "--config", str(p)]) == 2
+    assert "single_pass.density_covariance" in capsys.readouterr().err
