@@ -218,8 +218,9 @@ def distillation_set(cfg: ExperimentConfig, train_set):
 
 
 @locks_run
-def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | None = None) -> Path:
-    """Train the student into ``out_dir/student`` (``student-light`` for the light head)."""
+def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | None = None, on_epoch=None) -> Path:
+    """Train the student into ``out_dir/student`` (``student-light`` for the light head).
+    ``on_epoch(student, epoch)``: see :func:`~udistill.train.loop.fit` (a study's probe)."""
     model_cfg = dataclasses.replace(cfg.model, uncertainty_head=heads or cfg.model.uncertainty_head)
     out = student_dir(cfg, model_cfg.uncertainty_head)
     built_from = provenance.student_inputs(cfg, model_cfg, provenance.init_path_of(cfg))
@@ -287,6 +288,7 @@ def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | N
         targets=targets,
         views=views,
         num_workers=cfg.data.num_workers,
+        on_epoch=on_epoch,
         model_meta={
             **data_meta(train_set),
             "role": "student",

@@ -212,13 +212,17 @@ def fit(
     num_workers: int = 0,
     desc: str = "train",
     views=None,
+    on_epoch: Callable[[nn.Module, int], None] | None = None,
 ) -> dict:
     """Train ``model`` and save it to ``out_dir/model.safetensors``; resume if a state exists.
 
     ``objective(model, batch) -> (loss, parts)``; default: supervised cross-entropy.
     ``targets``: cached teacher maps for :class:`TrainView`; ``views``: perturbed views
     (:class:`udistill.perturb.PerturbedViews`). ``num_workers``: data-loading processes for
-    training and validation. Returns the metrics history.
+    training and validation. ``on_epoch(model, epoch)``: called on the main process with
+    epoch 0 before the first epoch of a fresh start and with epoch k after the k-th (to
+    watch how something evolves during training; it must leave the model as it found it,
+    e.g. restore ``model.train()``). Returns the metrics history.
     """
     out_dir = Path(out_dir)
     t = _build_trainer(model, train_set, cfg, out_dir, objective, device, augment, targets, num_workers, desc, views)
@@ -227,8 +231,12 @@ def fit(
     start_epoch, history = resume_training_state(t.state_path, model, t.optimizer, t.scheduler, t.precision)
     t.step_model = compile_model(wrap_ddp(model, t.device, t.world_size), cfg)
     log = Logbook(out_dir, cfg, desc, t.rank)
+    if on_epoch is not None and start_epoch == 0 and t.rank == 0:
+        on_epoch(model, 0)
     for epoch in range(start_epoch, cfg.epochs):
         row = train_one_epoch(t, epoch, log)
+        if on_epoch is not None and t.rank == 0:
+            on_epoch(model, epoch + 1)
         share_batchnorm_buffers(model, t.world_size)
         if val_set is not None and t.rank == 0:
             row["val_miou"] = validate(model, val_set, num_classes, t.device, num_workers=num_workers)["miou"]
