@@ -157,7 +157,9 @@ def summary_table(results: dict) -> str:
     from .report.headline import headline_rows, headline_text
 
     lines = [headline_text(results.get("headline") or headline_rows(results))]
-    preds = [p for p in ("baseline", "control", "teacher", "student", "student_light") if p in results["miou"]]
+    preds = [
+        p for p in ("baseline", "control", "multi_head", "teacher", "student", "student_light") if p in results["miou"]
+    ]
 
     def f(x):
         return "  -  " if x is None else f"{x:.3f}"

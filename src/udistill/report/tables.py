@@ -11,6 +11,8 @@ Results schema (every part optional except where noted)::
     shifts: {<shift>: {miou: {baseline, teacher, student},
                        ood: {<method>: {<score>: {auroc, fpr95}}},
                        pixel: {<method>: {...}}   # optional, same as top-level pixel}}
+    selection: {<side>: {...}}; pixel_student_errors_selected: {<side>: {auroc, eaurc}}
+    single_pass: {temperature_scaled: {temperature, ...}, feature_density: {...}, multi_head: {...}}
     latency: {...}   # any (nested) dict of numbers/strings
     config: {...}
     in_distribution_name: str   # optional label of the test set, default "in-distribution"
