@@ -30,6 +30,11 @@ from pathlib import Path
 #: The auxiliary sources of the synthetic demo: two renderer styles no shift uses and two
 #: corruption families no shift uses (udistill.data.auxiliary).
 AUX = "distill.auxiliary=[synthetic:harbour,synthetic:suburb,corrupt:pixelate,corrupt:channel-swap]"
+#: Every renderer style and corruption family that may be auxiliary (still no evaluation shift).
+AUX_WIDE = (
+    "distill.auxiliary=[synthetic:harbour,synthetic:suburb,corrupt:pixelate,corrupt:channel-swap,"
+    "corrupt:motion-blur,corrupt:posterize]"
+)
 VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "paper": ["distill.recipe=paper"],
     "aux": ["distill.recipe=paper", AUX],
@@ -37,6 +42,7 @@ VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "aux-half": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5"],
     "aux-T2": ["distill.recipe=paper", AUX, "distill.temperature=2"],
     "aux-ce": ["distill.recipe=paper", AUX, "distill.alpha=0.5"],
+    "aux-wide": ["distill.recipe=paper", AUX_WIDE],
     # earlier variants (issue #16's ablation), kept runnable
     "bias-init": ["distill.recipe=paper", "distill.sigma_init=teacher-mean"],
     "log-mse": [
@@ -50,7 +56,7 @@ VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "views-online": ["distill.recipe=paper", "distill.views=perturb", "distill.targets=online"],
     "bias+views": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.views=perturb"],
 }
-DEFAULT_VARIANTS = "paper,aux,aux-bias,aux-half,aux-T2,aux-ce"
+DEFAULT_VARIANTS = "paper,aux,aux-bias,aux-half,aux-T2,aux-ce,aux-wide"
 #: The ablation never touches the test split: its "test" role is a second block of 50
 #: validation scenes (50..99), disjoint from the 50 the evaluation selects scores on.
 VALIDATION_ONLY = ["data.test_split=val", "data.role_options={test: {first: 50, length: 50}}"]
@@ -133,6 +139,7 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool
         f"distill.control={'true' if name == CONTROL_VARIANT else 'false'}",
         f"distill.light_student={'true' if light else 'false'}",
         "train.progress=false",
+        "single_pass.enabled=false",  # the recipe is the question here (the single-pass methods: the demo)
         *VARIANTS[name],
         *extra,
     ]

@@ -348,7 +348,90 @@ def claims() -> str:
     return "\n".join(out)
 
 
+def _ms(v, digits: int = 3) -> str:
+    m, sd = v
+    if m is None:
+        return "–"
+    return f"{m:.{digits}f} ± {sd:.{digits}f}" if sd else f"{m:.{digits}f}"
+
+
+def distill_ablation() -> str:
+    """The recipe ablation on validation (mean ± std over the student seeds) and its choice."""
+    r = _load("distill-ablation-synthetic.json")
+    agg = r["variants"]
+    shifts = sorted({s for a in agg.values() for s in a["ood"]})
+    head = ["variant", "mIoU", "ECE", "pixel E-AURC (ensemble)", *[f"{s} (ensemble)" for s in shifts], "mean OOD"]
+    lines = [
+        f"Validation split only (scores chosen on val, reported on a second block of 50 val scenes); "
+        f"{len(r['seeds'])} student seeds ({', '.join(map(str, r['seeds']))}), members fixed; mean ± std "
+        "(`benchmarks/distill_ablation.py`, `benchmarks/results/distill-ablation-synthetic.json`). "
+        "Image AUROC of each side's validation-chosen score; E-AURC of the chosen pixel score on the student's errors:",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for name, a in agg.items():
+        cells = [
+            name,
+            _ms(a["miou"]),
+            _ms(a["ece"]),
+            f"{_ms(a['pixel_eaurc'], 4)} ({_ms(a['ensemble_pixel_eaurc'], 4)})",
+        ]
+        cells += [f"{_ms(a['ood'][s]['student'])} ({_ms(a['ood'][s]['ensemble'])})" for s in shifts]
+        cells.append(_ms(a["mean_ood"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    ctrl = next((a for a in agg.values() if a["control_miou"][0] is not None), None)
+    lines.append("")
+    if ctrl:
+        lines.append(
+            f"CE-only control (same seeds): mIoU {_ms(ctrl['control_miou'])}, ECE {_ms(ctrl['control_ece'])}; "
+            f"baseline ECE {_ms(ctrl['baseline_ece'])}."
+        )
+    c = r["choice"]
+    lines.append(
+        f"Chosen on validation: **{c['variant']}** (`{' '.join(c['overrides'])}`); within one std of the best mean OOD: "
+        f"{', '.join(c['within_spread_of_best'])}. Rule: {c['rule']}"
+    )
+    return "\n".join(lines)
+
+
+def sigma_origin() -> str:
+    """σ's OOD AUROC through training from each start, and the fade verdict."""
+    r = _load("sigma-origin-synthetic.json")
+    res = r["results"]
+    shifts = list(res[0]["epochs"][0]["auroc"])
+    head = [
+        "σ head start, data",
+        "epoch",
+        *shifts,
+        "mean U clean (teacher)",
+        "U on blank frames (teacher)",
+        "fade verdict",
+    ]
+    lines = [
+        "Image-mean-of-U AUROC per shift on validation images (`benchmarks/sigma_origin.py`, "
+        "`benchmarks/results/sigma-origin-synthetic.json`), before training (epoch 0) and after epochs:",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for v in res:
+        last = v["epochs"][-1]["epoch"]
+        for e in v["epochs"]:
+            if e["epoch"] not in (0, 1, 2, last):
+                continue
+            cells = [f"{v['variant']} (seed {v['seed']})", str(e["epoch"])]
+            cells += [f"{e['auroc'][s]:.3f}" for s in shifts]
+            cells.append(f"{e['mean_u_clean']:.4f} ({v['teacher']['mean_u_clean']:.4f})")
+            cells.append(f"{e['fade'][-1]:.4f} ({v['teacher']['fade'][-1]:.4f})")
+            cells.append(v["verdict"]["verdict"] if e["epoch"] == last else "")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "distill-ablation": distill_ablation,
+    "sigma-origin": sigma_origin,
     "claims": claims,
     "camvid-tables": camvid_tables,
     "camvid-selected": camvid_selected,

@@ -68,7 +68,13 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, extra=()) -
     link = run / "members"
     if not link.exists():
         link.symlink_to((members_from / "members").resolve(), target_is_directory=True)
-    overrides = [f"out_dir={run}", f"train.seed={seed}", "distill.control=false", "train.progress=false"]
+    overrides = [
+        f"out_dir={run}",
+        f"train.seed={seed}",
+        "distill.control=false",
+        "train.progress=false",
+        "single_pass.enabled=false",
+    ]
     cfg = load_config(ExperimentConfig, preset_path("synthetic"), [*overrides, *VARIANTS[name], *extra])
     clean, shifted = probe_sets(cfg)
     faded = clean[:FADE_IMAGES]
