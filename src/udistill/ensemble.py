@@ -10,18 +10,24 @@ Statistics are streamed over members with Welford's update (running mean and sum
 squared deviations), so memory holds two C x H x W maps, never an F x C x H x W stack;
 members may stay on the CPU and visit the device in turn (``offload=True``), for
 ensembles larger than device memory.
+
+Members may be any segmentation model: an ``nn.Module`` returning logits (N, C, H, W), an
+object with ``.logits`` (udistill's own models), a dict with ``"out"`` (torchvision's
+segmentation models), or a plain callable mapping a batch of images to any of these
+(:func:`member_logits`), so a team's existing ensemble is used as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from .errors import CheckpointError
+from .methods import entropy as _entropy
 
 
 class EnsembleOutput(NamedTuple):
@@ -32,9 +38,10 @@ class EnsembleOutput(NamedTuple):
     mutual_info: torch.Tensor
     expected_entropy: torch.Tensor
 
-
-def _entropy(p: torch.Tensor) -> torch.Tensor:
-    return -(p * torch.log(p.clamp_min(1e-12))).sum(1)
+    @property
+    def entropy(self) -> torch.Tensor:
+        """Entropy of the mean, H(M) (total uncertainty). Shape: (N, H, W)."""
+        return _entropy(self.mean)
 
 
 class RunningMoments:
@@ -69,14 +76,60 @@ class RunningMoments:
         return EnsembleOutput(self.mean, std, mi, expected)
 
 
-class Ensemble(nn.Module):
-    """Members' softmax statistics at temperature T. Call with images (N, 3, H, W) in [0, 1]."""
+def member_logits(output: Any) -> torch.Tensor:
+    """The logits in a member's output: a tensor, ``.logits`` (udistill's models) or
+    ``["out"]`` (torchvision's segmentation models).
 
-    def __init__(self, members: Sequence[nn.Module], temperature: float = 1.0, offload: bool = False):
+    Shape: -> (N, C, H, W)."""
+    if isinstance(output, torch.Tensor):
+        logits = output
+    elif isinstance(output, Mapping) and "out" in output:
+        logits = output["out"]
+    elif isinstance(getattr(output, "logits", None), torch.Tensor):
+        logits = output.logits
+    else:
+        raise TypeError(
+            f"a member returned {type(output).__name__}; expected logits (N, C, H, W) as a tensor, "
+            "an object with .logits or a dict with 'out' (or pass a function that returns the logits)"
+        )
+    if logits.ndim != 4:
+        raise ValueError(f"a member's logits must be (N, C, H, W), got shape {tuple(logits.shape)}")
+    return logits
+
+
+class CallableMember(nn.Module):
+    """A member given as a plain function ``images -> logits`` (e.g. a model behind a
+    preprocessing step); it holds no parameters of its own."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], Any]):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, images: torch.Tensor) -> Any:
+        return self.fn(images)
+
+
+class Ensemble(nn.Module):
+    """Members' softmax statistics at temperature T.
+
+    ``members``: ``nn.Module``s or callables whose output :func:`member_logits` reads. Each
+    member is put in eval mode when called (the teacher is never trained here); images
+    reach the members as they are, so normalise inside the member if it expects that.
+
+    Shape: images (N, 3, H, W) -> :class:`EnsembleOutput` (mean, std (N, C, H, W);
+    mutual_info, expected_entropy, entropy (N, H, W)).
+    """
+
+    def __init__(
+        self,
+        members: Sequence[nn.Module | Callable[[torch.Tensor], Any]],
+        temperature: float = 1.0,
+        offload: bool = False,
+    ):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        self.members = nn.ModuleList(members)
+        self.members = nn.ModuleList(m if isinstance(m, nn.Module) else CallableMember(m) for m in members)
         self.temperature = float(temperature)
         self.offload = offload
         self.metadata: list[dict] = []
@@ -140,7 +193,7 @@ class Ensemble(nn.Module):
             if self.offload:
                 member.to(device)
             member.eval()
-            logits = member(images).logits
+            logits = member_logits(member(images))
             moments.update(torch.softmax(logits.float() / self.temperature, dim=1))
             if self.offload:
                 member.to("cpu")
@@ -151,7 +204,7 @@ class Ensemble(nn.Module):
         """Yield each member's softmax map in turn (for evaluation of single members)."""
         for member in self.members:
             member.eval()
-            yield torch.softmax(member(images).logits.float() / self.temperature, dim=1)
+            yield torch.softmax(member_logits(member(images)).float() / self.temperature, dim=1)
 
 
 def member_dir(run_dir: str | Path, k: int) -> Path:
