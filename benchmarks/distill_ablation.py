@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from linked_run import linked_run
+
 #: The auxiliary sources of the synthetic demo: two renderer styles no shift uses and two
 #: corruption families no shift uses (udistill.data.auxiliary).
 AUX = "distill.auxiliary=[synthetic:harbour,synthetic:suburb,corrupt:pixelate,corrupt:channel-swap]"
@@ -43,6 +45,15 @@ VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "aux-T2": ["distill.recipe=paper", AUX, "distill.temperature=2"],
     "aux-ce": ["distill.recipe=paper", AUX, "distill.alpha=0.5"],
     "aux-wide": ["distill.recipe=paper", AUX_WIDE],
+    "aux-half-T2": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.temperature=2"],
+    "aux-half-ce": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=0.5"],
+    "aux-half-ce-T2": [
+        "distill.recipe=paper",
+        AUX,
+        "distill.auxiliary_ratio=0.5",
+        "distill.alpha=0.5",
+        "distill.temperature=2",
+    ],
     # earlier variants (issue #16's ablation), kept runnable
     "bias-init": ["distill.recipe=paper", "distill.sigma_init=teacher-mean"],
     "log-mse": [
@@ -56,7 +67,7 @@ VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "views-online": ["distill.recipe=paper", "distill.views=perturb", "distill.targets=online"],
     "bias+views": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.views=perturb"],
 }
-DEFAULT_VARIANTS = "paper,aux,aux-bias,aux-half,aux-T2,aux-ce,aux-wide"
+DEFAULT_VARIANTS = "paper,aux,aux-bias,aux-half,aux-T2,aux-ce,aux-wide,aux-half-T2,aux-half-ce,aux-half-ce-T2"
 #: The ablation never touches the test split: its "test" role is a second block of 50
 #: validation scenes (50..99), disjoint from the 50 the evaluation selects scores on.
 VALIDATION_ONLY = ["data.test_split=val", "data.role_options={test: {first: 50, length: 50}}"]
@@ -128,10 +139,7 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool
     res = run / "evaluation" / "results.json"
     if res.exists():
         return res
-    run.mkdir(parents=True, exist_ok=True)
-    link = run / "members"
-    if not link.exists():
-        link.symlink_to((members_from / "members").resolve(), target_is_directory=True)
+    linked_run(run, members_from)
     overrides = [
         f"out_dir={run}",
         f"train.seed={seed}",

@@ -24,6 +24,8 @@ import os
 import sys
 from pathlib import Path
 
+from linked_run import linked_run
+
 AUX = "distill.auxiliary=[synthetic:harbour,synthetic:suburb,corrupt:pixelate,corrupt:channel-swap]"
 VARIANTS = {
     "fresh": ["distill.recipe=paper"],
@@ -64,10 +66,7 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, extra=()) -
     record = run / "sigma-origin.json"
     if record.exists():
         return json.loads(record.read_text())
-    run.mkdir(parents=True, exist_ok=True)
-    link = run / "members"
-    if not link.exists():
-        link.symlink_to((members_from / "members").resolve(), target_is_directory=True)
+    linked_run(run, members_from)
     overrides = [
         f"out_dir={run}",
         f"train.seed={seed}",

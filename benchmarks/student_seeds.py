@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
 
+from linked_run import linked_run
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "demo-seeds.json"
-SIDES = ("student", "ensemble", "baseline")
+#: Every side compared with the student (those absent from a run are skipped): the ensemble, the
+#: baseline and the cheaper single-pass methods, which do not depend on the student's seed.
+SIDES = ("student", "ensemble", "baseline", "mc_dropout", "temperature_scaled", "feature_density", "multi_head")
+#: Run-level stages the student's seed does not change: linked into each seed's folder.
+SHARED = ("members", "temperature.json", "feature-density", "multi-head")
+PREDICTOR = {"ensemble": "teacher"}
 
 
 def evaluate_seed(run: Path, seed: int) -> dict:
@@ -32,10 +38,7 @@ def evaluate_seed(run: Path, seed: int) -> dict:
     from udistill.evaluate import run_evaluation
 
     out = run.parent / f"{run.name}-student-seed{seed}"
-    out.mkdir(parents=True, exist_ok=True)
-    link = out / "members"
-    if not link.exists():
-        os.symlink((run / "members").resolve(), link)
+    linked_run(out, run, SHARED)
     sets = [f"out_dir={out}", f"distill.seed={seed}", "distill.control=false", "distill.light_student=false"]
     cfg = load_config(ExperimentConfig, run / "config.yaml", sets)
     run_distill(cfg)
@@ -44,16 +47,27 @@ def evaluate_seed(run: Path, seed: int) -> dict:
 
 
 def summary(results: dict) -> dict:
-    """The numbers a verdict rests on, from one results.json."""
+    """The numbers a verdict rests on, from one results.json (sides the run has)."""
+    sides = [side for side in SIDES if side in results.get("selection", {})]
     shifts = {
-        name: {side: (s.get("selected", {}).get(side) or {}).get("auroc") for side in SIDES}
+        name: {side: (s.get("selected", {}).get(side) or {}).get("auroc") for side in sides}
         for name, s in results["shifts"].items()
     }
-    pixel = {side: (results.get("pixel_student_errors_selected", {}).get(side) or {}).get("auroc") for side in SIDES}
-    miou = {"student": results["miou"].get("student"), "ensemble": results["miou"].get("teacher")}
-    miou["baseline"] = results["miou"].get("baseline")
+    px = results.get("pixel_student_errors_selected", {})
+    pixel = {side: (px.get(side) or {}).get("auroc") for side in sides}
+    eaurc = {side: (px.get(side) or {}).get("eaurc") for side in sides}
+    preds = results.get("predictors", {})
+    miou = {side: results["miou"].get(PREDICTOR.get(side, side)) for side in sides}
+    ece = {side: (preds.get(PREDICTOR.get(side, side)) or {}).get("ece") for side in sides}
     chosen = {side: f"{v.get('method')} / {v.get('score')}" for side, v in results.get("selection", {}).items()}
-    return {"ood_auroc": shifts, "pixel_auroc": pixel, "miou": miou, "chosen": chosen}
+    return {
+        "ood_auroc": shifts,
+        "pixel_auroc": pixel,
+        "pixel_eaurc": eaurc,
+        "miou": miou,
+        "ece": ece,
+        "chosen": chosen,
+    }
 
 
 def mean_std(values: list[float]) -> dict:
@@ -86,23 +100,26 @@ def main(argv: list[str]) -> int:
         print(f"seed {seed}: {json.dumps(per_seed[str(seed)]['ood_auroc'])}", flush=True)
     seeds = list(per_seed.values())
     shifts = list(seeds[0]["ood_auroc"])
+    sides = list(seeds[0]["pixel_auroc"])
+
+    def ms(key, side, shift=None):
+        vals = [(s[key][shift] if shift else s[key])[side] for s in seeds]
+        return None if any(v is None for v in vals) else mean_std(vals)
+
     agg = {
-        "ood_auroc": {n: {side: mean_std([s["ood_auroc"][n][side] for s in seeds]) for side in SIDES} for n in shifts},
-        "pixel_auroc": {side: mean_std([s["pixel_auroc"][side] for s in seeds]) for side in SIDES},
-        "miou": {side: mean_std([s["miou"][side] for s in seeds]) for side in SIDES},
+        "ood_auroc": {n: {side: ms("ood_auroc", side, n) for side in sides} for n in shifts},
+        **{key: {side: ms(key, side) for side in sides} for key in ("pixel_auroc", "pixel_eaurc", "miou", "ece")},
     }
+    label = {"temperature_scaled": "temperature-scaled baseline", "feature_density": "feature density"}
     verdicts = {
         n: {
-            "vs_ensemble": verdict(
+            f"vs_{side}": verdict(
                 [s["ood_auroc"][n]["student"] for s in seeds],
-                [s["ood_auroc"][n]["ensemble"] for s in seeds],
-                "ensemble",
-            ),
-            "vs_baseline": verdict(
-                [s["ood_auroc"][n]["student"] for s in seeds],
-                [s["ood_auroc"][n]["baseline"] for s in seeds],
-                "baseline",
-            ),
+                [s["ood_auroc"][n][side] for s in seeds],
+                label.get(side, side.replace("_", " ")),
+            )
+            for side in sides
+            if side != "student" and all(s["ood_auroc"][n][side] is not None for s in seeds)
         }
         for n in shifts
     }

@@ -201,6 +201,8 @@ class AuxiliarySet(Dataset):
             image = corrupt(_to_uint8(base["image"]), src.name, rng)
             return _unlabelled(image, name, None, self.scheme, f"{src.spec}[{j}]")
         folder = self._folders[src.name]
+        if folder.size is None:  # no data.size: the training images' own size (one size for the cache)
+            folder.size = self._size()
         item = dict(folder[j % len(folder)])
         item["name"] = name
         return item
