@@ -288,3 +288,18 @@ def test_alarm_scores_frames_with_its_student():
 def test_public_names_are_exported():
     for name in ("Ensemble", "add_uncertainty_head", "distillation_loss", "Distiller", "Alarm", "Predictor"):
         assert name in udistill.__all__ and getattr(udistill, name) is not None
+
+
+@pytest.mark.parametrize("head", ["paper", "light"])
+def test_sigma_init_starts_the_head_at_the_teachers_scale(head):
+    torch.manual_seed(9)
+    student = add_uncertainty_head(TinySeg(), head, feature_layer="body", head_channels=8)
+    teacher = Ensemble([TinySeg(gain=3.0) for _ in range(3)])
+    x = torch.rand(4, 3, 8, 8)
+    Distiller(student, teacher, sigma_init=0.02).loss(x)
+    assert torch.allclose(student(x).sigma, torch.tensor(0.02), atol=1e-6)
+    Distiller(student, teacher, sigma_init="teacher-mean").loss(x)
+    per_class = student(x).sigma.mean((0, 2, 3))
+    assert torch.allclose(per_class, teacher(x).std.mean((0, 2, 3)), atol=1e-5)
+    with pytest.raises(ValueError, match="sigma_init"):
+        Distiller(student, teacher, sigma_init=1.5)

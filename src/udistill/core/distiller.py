@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..data.labels import IGNORE_INDEX
-from ..distill import teacher_targets
+from ..distill import init_sigma_bias, teacher_targets
 from ..ensemble import Ensemble
 from ..errors import TrainingError
 from ..losses import SIGMA_LOSSES, distillation_loss
@@ -48,6 +48,11 @@ class Distiller:
     outside any float16 autocast (``teacher_precision``: "fp32" or "bf16"), since Σ values
     near 1e-4 are of the order of float16 rounding. ``optimizer``: yours, else Adam(lr) over
     the student's parameters. Labels are optional (255 = ignore; none: no CE term).
+
+    ``sigma_init``: None (the paper: a fresh head, σ ≈ 0.5), a number in (0, 1), or
+    "teacher-mean" (udistill's recipe: the teacher's mean Σ per class on the first batch):
+    before the first step the uncertainty head's output layer is zeroed and its bias set to
+    logit(σ), since the MSE gradient near small targets is too weak to get there from 0.5.
     """
 
     def __init__(
@@ -63,11 +68,15 @@ class Distiller:
         lr: float = 1e-3,
         teacher_precision: str = "fp32",
         grad_clip: float | None = None,
+        sigma_init: str | float | None = None,
     ):
         if sigma_loss not in SIGMA_LOSSES:
             raise ValueError(f"unknown sigma_loss '{sigma_loss}' (known: {', '.join(SIGMA_LOSSES)})")
         if teacher_precision not in PRECISIONS:
             raise ValueError(f"teacher_precision must be one of {', '.join(PRECISIONS)}, got '{teacher_precision}'")
+        numeric = isinstance(sigma_init, (int, float)) and 0 < sigma_init < 1
+        if sigma_init is not None and sigma_init != "teacher-mean" and not numeric:
+            raise ValueError(f"sigma_init must be None, 'teacher-mean' or a number in (0, 1), got {sigma_init!r}")
         if teacher is not None and not isinstance(teacher, Ensemble):
             teacher = Ensemble(list(teacher), temperature=temperature)
         self.student = student
@@ -79,6 +88,8 @@ class Distiller:
         self.sigma_loss = sigma_loss
         self.teacher_precision = teacher_precision
         self.grad_clip = grad_clip
+        self.sigma_init = sigma_init
+        self._sigma_pending = sigma_init is not None
 
     @property
     def device(self) -> torch.device:
@@ -99,6 +110,8 @@ class Distiller:
         if mean is None or std is None:
             mean, std = self.targets(images)
         mean, std = mean.to(dev), std.to(dev)
+        if self._sigma_pending:
+            self._init_sigma(std)
         out = self.student(images)
         if getattr(out, "sigma", None) is None:
             raise ValueError("the student has no uncertainty output (.sigma): see add_uncertainty_head")
@@ -116,6 +129,15 @@ class Distiller:
             self.beta,
             self.sigma_loss,
         )
+
+    def _init_sigma(self, std: torch.Tensor) -> None:
+        """Once, before the first step (see the class docstring)."""
+        if self.sigma_init == "teacher-mean":
+            sigma = std.detach().float().mean((0, 2, 3)).cpu()
+        else:
+            sigma = torch.full((std.shape[1],), float(self.sigma_init))
+        init_sigma_bias(self.student, sigma)
+        self._sigma_pending = False
 
     def step(self, batch: Any) -> dict[str, float]:
         """One optimizer step on ``batch`` (the student in train mode).

@@ -46,6 +46,21 @@ def _feature_tensor(output: Any, layer: str) -> torch.Tensor:
     return feats
 
 
+class PointwiseHead(nn.Module):
+    """The light uncertainty head: one 1x1 convolution (``SharedTrunkHeads.uncertainty``) on
+    the trunk the model's own classifier reads; named ``classifier`` as in
+    :class:`~udistill.models.heads.ConvHead`, so both heads' output layer is found the same way.
+
+    Shape: features (N, D, h, w) -> (N, C, h, w)."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        self.classifier = nn.Conv2d(in_channels, num_classes, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(features)
+
+
 class UncertaintyStudent(nn.Module):
     """A user's segmentation model plus an uncertainty head on one of its feature maps.
 
@@ -183,7 +198,7 @@ def add_uncertainty_head(
     if head == "paper":
         new_head: nn.Module = ConvHead(channels, head_channels, classes)
     else:
-        new_head = nn.Conv2d(channels, classes, 1)  # SharedTrunkHeads.uncertainty, on the model's trunk
+        new_head = PointwiseHead(channels, classes)
     if param is not None:
         new_head = new_head.to(device=device, dtype=param.dtype)
     return UncertaintyStudent(model, layer, new_head, classes)
