@@ -1,7 +1,8 @@
 """Where the student's out-of-distribution σ comes from (issue: a student that earns its place).
 
 Distils the demo's student from several starting points of the σ head (the paper's fresh
-head, σ ≈ 0.5; bias init at the teacher's mean Σ), with and without auxiliary images, and
+head, σ ≈ 0.5; bias init at the teacher's mean Σ), with and without the rest of the recipe
+the ablation chose on validation (auxiliary images among it), and
 watches, before training and after every epoch, on *validation* images only:
 
 - the image-mean-of-U AUROC of every shift (the demo's shifts applied to the val split)
@@ -26,13 +27,22 @@ from pathlib import Path
 
 from linked_run import linked_run
 
-AUX = "distill.auxiliary=[synthetic:harbour,synthetic:suburb,corrupt:pixelate,corrupt:channel-swap]"
-VARIANTS = {
-    "fresh": ["distill.recipe=paper"],
-    "fresh+aux": ["distill.recipe=paper", AUX],
-    "bias": ["distill.recipe=paper", "distill.sigma_init=teacher-mean"],
-    "bias+aux": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", AUX],
-}
+ABLATION = Path(__file__).resolve().parent / "results" / "distill-ablation-synthetic.json"
+BIAS = "distill.sigma_init=teacher-mean"
+
+
+def variants() -> dict[str, list[str]]:
+    """The paper's fresh head and bias init, each without and with the rest of the recipe
+    the ablation chose on validation (its auxiliary data, ratio, weights)."""
+    chosen = json.loads(ABLATION.read_text())["choice"]["overrides"] if ABLATION.exists() else []
+    rest = [o for o in chosen if o != "distill.recipe=paper" and not o.startswith("distill.sigma_init=")]
+    out = {"fresh": ["distill.recipe=paper"], "bias": ["distill.recipe=paper", BIAS]}
+    if rest:
+        out["fresh+chosen"] = ["distill.recipe=paper", *rest]
+        out["bias+chosen"] = ["distill.recipe=paper", BIAS, *rest]
+    return out
+
+
 FADE_IMAGES = 16
 
 
@@ -74,7 +84,7 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, extra=()) -
         "train.progress=false",
         "single_pass.enabled=false",
     ]
-    cfg = load_config(ExperimentConfig, preset_path("synthetic"), [*overrides, *VARIANTS[name], *extra])
+    cfg = load_config(ExperimentConfig, preset_path("synthetic"), [*overrides, *variants()[name], *extra])
     clean, shifted = probe_sets(cfg)
     faded = clean[:FADE_IMAGES]
     teacher = Ensemble.from_run(cfg.out_dir, members=cfg.teacher.members)
@@ -110,7 +120,7 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, extra=()) -
     result = {
         "variant": name,
         "seed": seed,
-        "overrides": VARIANTS[name],
+        "overrides": variants()[name],
         "teacher": {"mean_u_clean": teacher_clean_u, "fade": teacher_fade},
         "fade_levels": list(FADE_LEVELS),
         "epochs": epochs,
@@ -144,7 +154,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--members-from", default="runs/demo")
     ap.add_argument("--out", default="runs/sigma-origin")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=None, help="default: all of variants()")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--json", default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -153,7 +163,7 @@ def main(argv=None) -> int:
     results = [
         run_variant(name, int(seed), Path(args.members_from), Path(args.out), args.overrides)
         for seed in args.seeds.split(",")
-        for name in args.variants.split(",")
+        for name in (args.variants.split(",") if args.variants else variants())
     ]
     table = format_table(results)
     print(table)
