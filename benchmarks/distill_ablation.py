@@ -47,6 +47,9 @@ VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "aux-wide": ["distill.recipe=paper", AUX_WIDE],
     "aux-half-T2": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.temperature=2"],
     "aux-half-ce": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=0.5"],
+    "aux-half-ce1": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=1.0"],
+    "aux-half-ce2": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=2.0"],
+    "aux-half-ce4": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=4.0"],
     "aux-half-ce-T2": [
         "distill.recipe=paper",
         AUX,
@@ -67,7 +70,7 @@ VARIANTS = {  # name -> distill overrides (on top of the demo config)
     "views-online": ["distill.recipe=paper", "distill.views=perturb", "distill.targets=online"],
     "bias+views": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.views=perturb"],
 }
-DEFAULT_VARIANTS = "paper,aux,aux-bias,aux-half,aux-T2,aux-ce,aux-wide,aux-half-T2,aux-half-ce,aux-half-ce-T2"
+DEFAULT_VARIANTS = "paper,aux,aux-bias,aux-half,aux-T2,aux-ce,aux-wide,aux-half-T2,aux-half-ce,aux-half-ce1,aux-half-ce2,aux-half-ce4,aux-half-ce-T2"
 #: The ablation never touches the test split: its "test" role is a second block of 50
 #: validation scenes (50..99), disjoint from the 50 the evaluation selects scores on.
 VALIDATION_ONLY = ["data.test_split=val", "data.role_options={test: {first: 50, length: 50}}"]

@@ -429,6 +429,41 @@ def sigma_origin() -> str:
     return "\n".join(lines)
 
 
+def _single_pass(rel: str) -> str:
+    from udistill.report.tables import single_pass_table, to_markdown
+
+    table = single_pass_table(_load(rel))
+    body = to_markdown(table).split("\n", 2)[2]  # without the report's own heading
+    return body.rstrip("\n")
+
+
+def demo_single_pass() -> str:
+    return _single_pass("demo-synthetic/results.json")
+
+
+def camvid_single_pass() -> str:
+    return _single_pass("camvid-cpu/results.json")
+
+
+def single_pass_latency() -> str:
+    """Latency of each single-pass method against the baseline, per shipped config."""
+    r = _load("single-pass-latency-cpu.json")
+    lines = [
+        f"`benchmarks/single_pass_latency.py` on {r['device']}, {r['threads']} threads, median of {r['repeats']} "
+        "(ratio to the baseline; targets: feature density ≤ 1.2×, multi-head ≤ 1.5× at F = 4):",
+        "",
+        "| config | method | torch b1 | torch b8 | onnxruntime b1 | onnxruntime b8 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, c in r["configs"].items():
+        for method, per in c["ratios"].items():
+            if method == "baseline":
+                continue
+            cells = [_f((per.get(b) or {}).get(k), 2) + "×" for b in ("torch", "onnxruntime") for k in ("b1", "b8")]
+            lines.append(f"| {name} ({c['size'][0]}×{c['size'][1]}) | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "distill-ablation": distill_ablation,
     "sigma-origin": sigma_origin,

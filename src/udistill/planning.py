@@ -226,6 +226,7 @@ def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
 
 def _training_stages(cfg: ExperimentConfig, n_train, train_ips, fwd_ips) -> list[Stage]:
     """Members, teacher cache, student(s) and control."""
+    from .data.auxiliary import auxiliary_count
     from .distill import views_for
     from .targets import cache_nbytes
     from .train.recipes import member_recipe
@@ -240,16 +241,21 @@ def _training_stages(cfg: ExperimentConfig, n_train, train_ips, fwd_ips) -> list
     views = views_for(dc, t.seed)
     k_views = views.count if views is not None else 1
     size = tuple(cfg.data.size) if cfg.data.size else None
+    # the student's epoch: the training images plus the auxiliary ones (udistill.data.auxiliary)
+    n_distill = (
+        None if n_train is None else n_train + (auxiliary_count(n_train, dc.auxiliary_ratio) if dc.auxiliary else 0)
+    )
+    aux_note = f", {n_distill - n_train} auxiliary images" if n_distill and n_train and n_distill > n_train else ""
     if dc.targets == "cached":
-        if size is None or n_train is None:
+        if size is None or n_distill is None:
             stages.append(Stage("teacher cache", math.nan, None, "needs data.size and the training images"))
         else:
             stages.append(
                 Stage(
                     "teacher cache",
-                    cache_nbytes(n_train * k_views, _num_classes(cfg), size, dc.cache_reduction),
-                    _secs(n_train * k_views, cfg.teacher.members, fwd_ips),
-                    f"{n_train * k_views} entries at 1/{dc.cache_reduction}",
+                    cache_nbytes(n_distill * k_views, _num_classes(cfg), size, dc.cache_reduction),
+                    _secs(n_distill * k_views, cfg.teacher.members, fwd_ips),
+                    f"{n_distill * k_views} entries at 1/{dc.cache_reduction}{aux_note}",
                 )
             )
     s_weights, s_params = model_bytes(
@@ -258,8 +264,10 @@ def _training_stages(cfg: ExperimentConfig, n_train, train_ips, fwd_ips) -> list
     epochs = dc.epochs or t.epochs
     ratio = MEASURED["distill_over_train"][dc.targets if dc.targets in ("cached", "online") else "online"]
     student_state = s_weights + s_params * optimizer_copies(t.optimizer, t.momentum)
-    student_time = _secs(n_train, epochs * ratio, train_ips)
-    stages.append(Stage("student", s_weights + student_state, student_time, f"{epochs} epochs, targets {dc.targets}"))
+    student_time = _secs(n_distill, epochs * ratio, train_ips)
+    stages.append(
+        Stage("student", s_weights + student_state, student_time, f"{epochs} epochs, targets {dc.targets}{aux_note}")
+    )
     if dc.light_student and cfg.model.uncertainty_head != "light":
         lw, lp = model_bytes(cfg, "prediction+uncertainty-light")
         stages.append(Stage("light student", 2 * lw + lp * optimizer_copies(t.optimizer, t.momentum), student_time))
