@@ -37,38 +37,47 @@ AUX_WIDE = (
     "distill.auxiliary=[synthetic:harbour,synthetic:suburb,corrupt:pixelate,corrupt:channel-swap,"
     "corrupt:motion-blur,corrupt:posterize]"
 )
+#: The paper's recipe, stated in full (the shipped preset carries the chosen recipe's keys;
+#: every variant starts from this, so the table means the same whatever the preset says).
+PAPER = [
+    "distill.recipe=paper",
+    "distill.auxiliary=[]",
+    "distill.auxiliary_ratio=0.25",
+    "distill.alpha=0.1",
+    "distill.temperature=1.0",
+]
 VARIANTS = {  # name -> distill overrides (on top of the demo config)
-    "paper": ["distill.recipe=paper"],
-    "aux": ["distill.recipe=paper", AUX],
-    "aux-bias": ["distill.recipe=paper", AUX, "distill.sigma_init=teacher-mean"],
-    "aux-half": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5"],
-    "aux-T2": ["distill.recipe=paper", AUX, "distill.temperature=2"],
-    "aux-ce": ["distill.recipe=paper", AUX, "distill.alpha=0.5"],
-    "aux-wide": ["distill.recipe=paper", AUX_WIDE],
-    "aux-half-T2": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.temperature=2"],
-    "aux-half-ce": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=0.5"],
-    "aux-half-ce1": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=1.0"],
-    "aux-half-ce2": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=2.0"],
-    "aux-half-ce4": ["distill.recipe=paper", AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=4.0"],
+    "paper": PAPER,
+    "aux": [*PAPER, AUX],
+    "aux-bias": [*PAPER, AUX, "distill.sigma_init=teacher-mean"],
+    "aux-half": [*PAPER, AUX, "distill.auxiliary_ratio=0.5"],
+    "aux-T2": [*PAPER, AUX, "distill.temperature=2"],
+    "aux-ce": [*PAPER, AUX, "distill.alpha=0.5"],
+    "aux-wide": [*PAPER, AUX_WIDE],
+    "aux-half-T2": [*PAPER, AUX, "distill.auxiliary_ratio=0.5", "distill.temperature=2"],
+    "aux-half-ce": [*PAPER, AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=0.5"],
+    "aux-half-ce1": [*PAPER, AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=1.0"],
+    "aux-half-ce2": [*PAPER, AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=2.0"],
+    "aux-half-ce4": [*PAPER, AUX, "distill.auxiliary_ratio=0.5", "distill.alpha=4.0"],
     "aux-half-ce-T2": [
-        "distill.recipe=paper",
+        *PAPER,
         AUX,
         "distill.auxiliary_ratio=0.5",
         "distill.alpha=0.5",
         "distill.temperature=2",
     ],
     # earlier variants (issue #16's ablation), kept runnable
-    "bias-init": ["distill.recipe=paper", "distill.sigma_init=teacher-mean"],
+    "bias-init": [*PAPER, "distill.sigma_init=teacher-mean"],
     "log-mse": [
-        "distill.recipe=paper",
+        *PAPER,
         "distill.sigma_init=teacher-mean",
         "distill.sigma_loss=log-mse",
         "distill.beta=0.1",
     ],
-    "sqrt-mse": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.sigma_loss=sqrt-mse"],
-    "views": ["distill.recipe=paper", "distill.views=perturb"],
-    "views-online": ["distill.recipe=paper", "distill.views=perturb", "distill.targets=online"],
-    "bias+views": ["distill.recipe=paper", "distill.sigma_init=teacher-mean", "distill.views=perturb"],
+    "sqrt-mse": [*PAPER, "distill.sigma_init=teacher-mean", "distill.sigma_loss=sqrt-mse"],
+    "views": [*PAPER, "distill.views=perturb"],
+    "views-online": [*PAPER, "distill.views=perturb", "distill.targets=online"],
+    "bias+views": [*PAPER, "distill.sigma_init=teacher-mean", "distill.views=perturb"],
 }
 DEFAULT_VARIANTS = "paper,aux,aux-bias,aux-half,aux-T2,aux-ce,aux-wide,aux-half-T2,aux-half-ce,aux-half-ce1,aux-half-ce2,aux-half-ce4,aux-half-ce-T2"
 #: The ablation never touches the test split: its "test" role is a second block of 50

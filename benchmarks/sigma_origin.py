@@ -29,17 +29,25 @@ from linked_run import linked_run
 
 ABLATION = Path(__file__).resolve().parent / "results" / "distill-ablation-synthetic.json"
 BIAS = "distill.sigma_init=teacher-mean"
+#: The paper's recipe, stated in full: the shipped preset carries the chosen recipe's keys.
+PAPER = [
+    "distill.recipe=paper",
+    "distill.auxiliary=[]",
+    "distill.auxiliary_ratio=0.25",
+    "distill.alpha=0.1",
+    "distill.temperature=1.0",
+]
 
 
 def variants() -> dict[str, list[str]]:
     """The paper's fresh head and bias init, each without and with the rest of the recipe
     the ablation chose on validation (its auxiliary data, ratio, weights)."""
     chosen = json.loads(ABLATION.read_text())["choice"]["overrides"] if ABLATION.exists() else []
-    rest = [o for o in chosen if o != "distill.recipe=paper" and not o.startswith("distill.sigma_init=")]
-    out = {"fresh": ["distill.recipe=paper"], "bias": ["distill.recipe=paper", BIAS]}
+    rest = [o for o in chosen if o not in PAPER and not o.startswith("distill.sigma_init=")]
+    out = {"fresh": PAPER, "bias": [*PAPER, BIAS]}
     if rest:
-        out["fresh+chosen"] = ["distill.recipe=paper", *rest]
-        out["bias+chosen"] = ["distill.recipe=paper", BIAS, *rest]
+        out["fresh+chosen"] = [*PAPER, *rest]
+        out["bias+chosen"] = [*PAPER, BIAS, *rest]
     return out
 
 
