@@ -132,7 +132,7 @@ def main() -> None:
 
         path = Path(args.json)
         record = json.loads(path.read_text()) if path.exists() else {}
-        record[args.head] = {
+        record[f"{args.head} head, auxiliary_ratio {args.auxiliary_ratio:g}"] = {
             "images": args.images,
             "auxiliary_images": len(mixed) - len(data),
             "auxiliary": args.auxiliary.split(","),

@@ -128,31 +128,42 @@ def repro_member0() -> str:
 
 
 def demo_seeds() -> str:
+    """Every side's validation-chosen test numbers, mean ± std over the student seeds, and
+    the student's verdict against each side (a difference only where it exceeds 2 std)."""
     r = _load("demo-seeds.json")
     ms = r["mean_std"]
+    sides = [side for side in ms["pixel_auroc"] if ms["pixel_auroc"][side] is not None]
+    name = {
+        "temperature_scaled": "temp. scaled",
+        "feature_density": "feature density",
+        "mc_dropout": "MC dropout",
+        "multi_head": "multi-head",
+    }
 
-    def cell(v):
-        return f"{v['mean']:.3f} ± {v['std']:.3f}"
+    def cell(v, digits=3):
+        return "–" if v is None else f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}"
 
     lines = [
         f"Student distilled with seeds {', '.join(map(str, r['seeds']))}, members fixed "
-        "(`benchmarks/student_seeds.py`, `benchmarks/results/demo-seeds.json`); mean ± std over seeds of the "
-        "validation-chosen score's test AUROC:",
+        "(`benchmarks/student_seeds.py`, `benchmarks/results/demo-seeds.json`); test split, mean ± std over the "
+        "student's seeds of each side's validation-chosen score (the other sides do not depend on the student's seed):",
         "",
-        "| | student | ensemble | baseline | student against the ensemble | student against the baseline |",
-        "|---|---|---|---|---|---|",
+        "| | " + " | ".join(name.get(s, s.replace("_", " ")) for s in sides) + " |",
+        "|---|" + "---|" * len(sides),
     ]
-    for name, v in ms["ood_auroc"].items():
-        vd = r["verdicts"][name]
-        lines.append(
-            f"| OOD {name} | {cell(v['student'])} | {cell(v['ensemble'])} | {cell(v['baseline'])} | "
-            f"{vd['vs_ensemble']} | {vd['vs_baseline']} |"
-        )
-    p, m = ms["pixel_auroc"], ms["miou"]
-    lines.append(
-        f"| pixel errors of the student, AUROC | {cell(p['student'])} | {cell(p['ensemble'])} | {cell(p['baseline'])} | | |"
+    for shift, v in ms["ood_auroc"].items():
+        lines.append(f"| OOD {shift}, AUROC ↑ | " + " | ".join(cell(v.get(side)) for side in sides) + " |")
+    rows = (
+        ("student's wrong pixels, AUROC ↑", "pixel_auroc", 3),
+        ("student's wrong pixels, E-AURC ↓", "pixel_eaurc", 4),
+        ("mIoU ↑", "miou", 3),
+        ("ECE ↓", "ece", 3),
     )
-    lines.append(f"| mIoU | {cell(m['student'])} | {cell(m['ensemble'])} | {cell(m['baseline'])} | | |")
+    for label, key, digits in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(ms[key].get(side), digits) for side in sides) + " |")
+    lines += ["", "The student against each side, shift by shift (above/below only beyond twice the spread):", ""]
+    for shift, vd in r["verdicts"].items():
+        lines.append(f"- {shift}: " + "; ".join(vd.values()))
     chosen = sorted({s["chosen"].get("student") for s in r["per_seed"].values()})
     lines += ["", f"The student's validation choice per seed: {', '.join(chosen)}."]
     return "\n".join(lines)
@@ -331,6 +342,24 @@ def claims() -> str:
         f"ensemble image AUROC with each side's validation choice (one seed): {'; '.join(shifts)}. Demo, 3 seeds: "
         f"{verdicts}."
     )
+    ab = _load("distill-ablation-synthetic.json")
+    pick = ab["variants"][ab["choice"]["variant"]]
+    ctrl = next(a for a in ab["variants"].values() if a["control_miou"][0] is not None)
+    cm = (
+        f"CamVid (one run): student {m['student']:.3f}, control {m['control']:.3f} mIoU; ECE student "
+        f"{_f((c['predictors'].get('student') or {}).get('ece'))}, control "
+        f"{_f((c['predictors'].get('control') or {}).get('ece'))}, baseline "
+        f"{_f((c['predictors'].get('baseline') or {}).get('ece'))}. "
+        if "control" in m
+        else ""
+    )
+    out.append(
+        "- **Distillation beats more training (the CE-only control).** "
+        + cm
+        + f"Demo validation ({pick['seeds']} seeds, the chosen recipe `{ab['choice']['variant']}`): student mIoU "
+        f"{_ms(pick['miou'])} vs control {_ms(ctrl['control_miou'])}; ECE {_ms(pick['ece'])} vs control "
+        f"{_ms(ctrl['control_ece'])} and baseline {_ms(ctrl['baseline_ece'])}."
+    )
     chosen = [c["selection"]["student"]["score"]] + [
         v["chosen"]["student"].split(" / ")[1] for v in d["per_seed"].values()
     ]
@@ -464,8 +493,30 @@ def single_pass_latency() -> str:
     return "\n".join(lines)
 
 
+def distill_epoch_cost() -> str:
+    """Cost of a distillation epoch against a baseline epoch, with and without auxiliary images."""
+    r = _load("distill-epoch-cost-cpu.json")
+    lines = []
+    for name, c in r.items():
+        q = c["ratio_to_baseline"]
+        sec = c["seconds"]
+        lines.append(
+            f"- {name} ({c['images']} synthetic images at {c['size'][0]}×{c['size'][1]} + {c['auxiliary_images']} "
+            f"auxiliary, batch {c['batch']}, F = {c['members']}, {c['threads']} thread, median of {c['repeats']}): "
+            f"a distillation epoch with cached targets costs {q['cached']:.2f}× a baseline epoch, with the auxiliary "
+            f"images {q['cached_auxiliary']:.2f}× (the epoch holds {(c['images'] + c['auxiliary_images']) / c['images']:.2f}× "
+            f"the images), online {q['online']:.2f}×; building the cache once {q['cache']:.2f}× "
+            f"({sec['cache_auxiliary'] / sec['baseline']:.2f}× with the auxiliary images)."
+        )
+    return (
+        "\n".join(lines) + "\n\n(`benchmarks/distill_epoch_cost.py`, `benchmarks/results/distill-epoch-cost-cpu.json`)"
+    )
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "distill-ablation": distill_ablation,
+    "demo-single-pass": demo_single_pass,
+    "distill-epoch-cost": distill_epoch_cost,
     "sigma-origin": sigma_origin,
     "claims": claims,
     "camvid-tables": camvid_tables,

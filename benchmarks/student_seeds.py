@@ -41,6 +41,10 @@ def evaluate_seed(run: Path, seed: int) -> dict:
     linked_run(out, run, SHARED)
     sets = [f"out_dir={out}", f"distill.seed={seed}", "distill.control=false", "distill.light_student=false"]
     cfg = load_config(ExperimentConfig, run / "config.yaml", sets)
+    done = out / "evaluation" / "results.json"
+    student = out / "student" / "model.safetensors"
+    if done.exists() and student.exists() and done.stat().st_mtime > student.stat().st_mtime:
+        return json.loads(done.read_text())  # resumable: this seed was evaluated after its student was built
     run_distill(cfg)
     run_calibration(cfg)
     return json.loads((run_evaluation(cfg, progress=False) / "results.json").read_text())
@@ -110,7 +114,12 @@ def main(argv: list[str]) -> int:
         "ood_auroc": {n: {side: ms("ood_auroc", side, n) for side in sides} for n in shifts},
         **{key: {side: ms(key, side) for side in sides} for key in ("pixel_auroc", "pixel_eaurc", "miou", "ece")},
     }
-    label = {"temperature_scaled": "temperature-scaled baseline", "feature_density": "feature density"}
+    label = {
+        "temperature_scaled": "temperature-scaled baseline",
+        "feature_density": "feature density",
+        "mc_dropout": "MC dropout",
+        "multi_head": "multi-head ensemble",
+    }
     verdicts = {
         n: {
             f"vs_{side}": verdict(

@@ -81,9 +81,13 @@ def test_planning_reads_the_committed_benchmark_results():
     from udistill.planning import MEASURED
 
     root = Path(__file__).resolve().parents[2]
-    for name in ("benchmark-cpu.json", "train-throughput-cpu-1thread.json"):
+    for name in ("benchmark-cpu.json", "train-throughput-cpu-1thread.json", "distill-epoch-cost-cpu.json"):
         shipped = root / "src" / "udistill" / "presets" / "measured" / name
         assert json.loads(shipped.read_text()) == json.loads((root / "benchmarks" / "results" / name).read_text())
     bench = json.loads((root / "benchmarks" / "results" / "benchmark-cpu.json").read_text())
     assert MEASURED["forward"]["mobilenet_v2/256"] == bench["throughput_ips"]["baseline"]["torch"]
     assert MEASURED["forward"]["student_over_baseline"] == bench["ratios"]["student_over_baseline"]
+    cost = json.loads((root / "benchmarks" / "results" / "distill-epoch-cost-cpu.json").read_text())
+    ratios = cost["paper head, auxiliary_ratio 0.25"]["ratio_to_baseline"]
+    assert MEASURED["distill_over_train"]["cached"] == ratios["cached"]
+    assert MEASURED["distill_over_train"]["online"] == ratios["online"]
