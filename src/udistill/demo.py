@@ -1,7 +1,7 @@
 """``udistill demo``: the whole pipeline on built-in synthetic data while you watch: teacher
 members (side by side, one thread each), baseline (member 0), student, the alarm's
 calibration, evaluation on validation and test sets and every shift, the report and its
-headline. Measured in a clean clone on a quiet 2-core CPU: 152 s (:func:`measured_duration`
+headline. Measured in a clean clone on a quiet 2-core CPU: 230 s (:func:`measured_duration`
 reads ``benchmarks/results/demo-time.json``, written by ``benchmarks/demo_time.py``; a test
 keeps this figure equal to it). Rerunning reuses finished stages.
 
