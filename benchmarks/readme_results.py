@@ -478,7 +478,7 @@ def single_pass_latency() -> str:
     """Latency of each single-pass method against the baseline, per shipped config."""
     r = _load("single-pass-latency-cpu.json")
     lines = [
-        f"`benchmarks/single_pass_latency.py` on {r['device']}, {r['threads']} threads, median of {r['repeats']} "
+        f"`benchmarks/single_pass_latency.py` on {r['device']}, {r['threads']} thread{'' if r['threads'] == 1 else 's'}, median of {r['repeats']} "
         "(ratio to the baseline; targets: feature density ≤ 1.2×, multi-head ≤ 1.5× at F = 4):",
         "",
         "| config | method | torch b1 | torch b8 | onnxruntime b1 | onnxruntime b8 |",
@@ -517,6 +517,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "distill-ablation": distill_ablation,
     "demo-single-pass": demo_single_pass,
     "distill-epoch-cost": distill_epoch_cost,
+    "single-pass-latency": single_pass_latency,
     "sigma-origin": sigma_origin,
     "claims": claims,
     "camvid-tables": camvid_tables,
