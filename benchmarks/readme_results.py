@@ -518,6 +518,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "demo-single-pass": demo_single_pass,
     "distill-epoch-cost": distill_epoch_cost,
     "single-pass-latency": single_pass_latency,
+    "camvid-single-pass": camvid_single_pass,
     "sigma-origin": sigma_origin,
     "claims": claims,
     "camvid-tables": camvid_tables,
