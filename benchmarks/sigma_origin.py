@@ -25,18 +25,11 @@ import os
 import sys
 from pathlib import Path
 
+from distill_ablation import PAPER  # the paper's recipe, stated in full
 from linked_run import linked_run
 
 ABLATION = Path(__file__).resolve().parent / "results" / "distill-ablation-synthetic.json"
 BIAS = "distill.sigma_init=teacher-mean"
-#: The paper's recipe, stated in full: the shipped preset carries the chosen recipe's keys.
-PAPER = [
-    "distill.recipe=paper",
-    "distill.auxiliary=[]",
-    "distill.auxiliary_ratio=0.25",
-    "distill.alpha=0.1",
-    "distill.temperature=1.0",
-]
 
 
 def variants() -> dict[str, list[str]]:
