@@ -294,6 +294,16 @@ def camvid_selected() -> str:
     )
 
 
+def _versus(a, b, lower_is_better: bool = False) -> str:
+    """'better'/'worse' only where the mean difference exceeds twice the larger std."""
+    d = a[0] - b[0]
+    spread = 2 * max(a[1] or 0.0, b[1] or 0.0)
+    if abs(d) <= spread or abs(d) < 0.002:
+        return "no difference measured"
+    better = d < 0 if lower_is_better else d > 0
+    return f"{'better' if better else 'worse'} by {abs(d):.3f}"
+
+
 def claims() -> str:
     """The paper's claims against the committed CamVid results (one seed) and the demo's three
     student seeds; a verdict only where a difference exceeds the spread."""
@@ -357,8 +367,9 @@ def claims() -> str:
         "- **Distillation beats more training (the CE-only control).** "
         + cm
         + f"Demo validation ({pick['seeds']} seeds, the chosen recipe `{ab['choice']['variant']}`): student mIoU "
-        f"{_ms(pick['miou'])} vs control {_ms(ctrl['control_miou'])}; ECE {_ms(pick['ece'])} vs control "
-        f"{_ms(ctrl['control_ece'])} and baseline {_ms(ctrl['baseline_ece'])}."
+        f"{_ms(pick['miou'])} vs control {_ms(ctrl['control_miou'])} ({_versus(pick['miou'], ctrl['control_miou'])}); "
+        f"ECE {_ms(pick['ece'])} vs control {_ms(ctrl['control_ece'])} "
+        f"({_versus(pick['ece'], ctrl['control_ece'], lower_is_better=True)}) and baseline {_ms(ctrl['baseline_ece'])}."
     )
     chosen = [c["selection"]["student"]["score"]] + [
         v["chosen"]["student"].split(" / ")[1] for v in d["per_seed"].values()
