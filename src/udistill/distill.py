@@ -26,6 +26,8 @@ import torch
 
 from . import provenance
 from .config import DistillConfig, ExperimentConfig, save_config
+from .core.heads import init_sigma_bias, uncertainty_output_layer  # noqa: F401  (kept importable from here)
+from .core.teachers import teacher_targets
 from .data.auxiliary import DistillationSet, check_folders_disjoint, parse_auxiliary, with_auxiliary
 from .data.from_config import InMemory, dataset_for
 from .data.transforms import get_recipe
@@ -90,25 +92,6 @@ def views_for(dc: DistillConfig, seed: int) -> PerturbedViews | None:
     return PerturbedViews(count=dc.view_count if dc.targets == "cached" else None, seed=seed)
 
 
-def uncertainty_output_layer(student) -> torch.nn.Conv2d:
-    """The 1x1 convolution whose sigmoid is σ (paper heads or light head)."""
-    if student.uncertainty_head is not None:
-        return student.uncertainty_head.classifier
-    return student.head.uncertainty
-
-
-def init_sigma_bias(student, sigma: torch.Tensor) -> None:
-    """Start the uncertainty head at σ = ``sigma`` (per class, shape (C,)) everywhere: the
-    output layer's weights are zeroed and its bias set to logit(sigma). The MSE gradient
-    near small targets is tiny, so a head starting at σ ≈ 0.5 may never reach the teacher's
-    scale; starting there removes that. The weights leave zero at the first step."""
-    layer = uncertainty_output_layer(student)
-    s = sigma.double().clamp(1e-5, 1 - 1e-5)
-    with torch.no_grad():
-        layer.weight.zero_()
-        layer.bias.copy_(torch.log(s / (1 - s)).to(layer.bias.dtype))
-
-
 @torch.no_grad()
 def teacher_sigma_mean(ensemble: Ensemble | None, targets, dataset, device, images: int = 32) -> torch.Tensor:
     """Mean Σ per class over the cache (or over the first ``images`` training images)."""
@@ -148,24 +131,6 @@ def distillation_objective(dcfg: DistillConfig, ensemble: Ensemble | None = None
         }
 
     return objective
-
-
-def teacher_targets(
-    ensemble: Ensemble, images: torch.Tensor, precision: str = "fp32"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """M and Σ of ``images`` computed outside any enclosing float16 autocast.
-
-    Shape: images (N, 3, H, W) -> mean, std (N, C, H, W) float32."""
-    dev = images.device.type
-    if precision == "bf16":
-        with torch.autocast(dev, dtype=torch.bfloat16):
-            t = ensemble(images)
-    elif precision == "fp32":
-        with torch.autocast(dev, enabled=False):
-            t = ensemble(images.float())
-    else:
-        raise ConfigError(f"config key 'distill.teacher_precision': expected fp32 or bf16, got '{precision}'")
-    return t.mean.float(), t.std.float()
 
 
 def student_dir(cfg: ExperimentConfig, heads: str | None = None) -> Path:

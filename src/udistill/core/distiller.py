@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from ..data.labels import IGNORE_INDEX
-from ..distill import init_sigma_bias, teacher_targets
 from ..ensemble import Ensemble
 from ..errors import TrainingError
 from ..losses import SIGMA_LOSSES, distillation_loss
+from .heads import init_sigma_bias
+from .teachers import teacher_targets
 
 PRECISIONS = ("fp32", "bf16")
 

@@ -202,3 +202,22 @@ def add_uncertainty_head(
     if param is not None:
         new_head = new_head.to(device=device, dtype=param.dtype)
     return UncertaintyStudent(model, layer, new_head, classes)
+
+
+def uncertainty_output_layer(student) -> torch.nn.Conv2d:
+    """The 1x1 convolution whose sigmoid is σ (paper heads or light head)."""
+    if student.uncertainty_head is not None:
+        return student.uncertainty_head.classifier
+    return student.head.uncertainty
+
+
+def init_sigma_bias(student, sigma: torch.Tensor) -> None:
+    """Start the uncertainty head at σ = ``sigma`` (per class, shape (C,)) everywhere: the
+    output layer's weights are zeroed and its bias set to logit(sigma). The MSE gradient
+    near small targets is tiny, so a head starting at σ ≈ 0.5 may never reach the teacher's
+    scale; starting there removes that. The weights leave zero at the first step."""
+    layer = uncertainty_output_layer(student)
+    s = sigma.double().clamp(1e-5, 1 - 1e-5)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.copy_(torch.log(s / (1 - s)).to(layer.bias.dtype))
