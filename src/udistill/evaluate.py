@@ -127,9 +127,6 @@ class EvaluatedModels:
         return {k: v for k, v in out.items() if v}
 
 
-Bundle = EvaluatedModels  # the name of earlier releases
-
-
 def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
     run = Path(cfg.out_dir)
     baseline_path = member_dir(run, 0) / MODEL_FILE
@@ -183,9 +180,6 @@ def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
         single,
         records,
     )
-
-
-load_bundle = load_models
 
 
 @torch.no_grad()

@@ -52,17 +52,6 @@ PREDICTORS = (
     "multi_head",
 )
 SINGLE_PASS = ("temperature_scaled", "feature_density", "multi_head")
-PREDICTOR_LABELS = {
-    "baseline": "baseline (member 0)",
-    "mc_dropout": "MC dropout",
-    "teacher": "ensemble (teacher)",
-    "student": "student",
-    "student_light": "student, light head",
-    "control": "CE-only control",
-    "temperature_scaled": "temperature-scaled baseline",
-    "feature_density": "feature density (DDU)",
-    "multi_head": "multi-head ensemble",
-}
 SCORES = ("msp", "entropy", "u", "mi", "density")
 
 

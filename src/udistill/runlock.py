@@ -223,18 +223,3 @@ def locks_run(fn: Callable) -> Callable:
             return fn(cfg, *args, **kwargs)
 
     return wrapper
-
-
-def locks_stage(stage_of: Callable) -> Callable:
-    """Decorator for a stage ``fn(cfg, ...)``: holds the stage named ``stage_of(cfg, *args,
-    **kwargs)`` (and the run, shared) while it runs."""
-
-    def decorate(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(cfg, *args, **kwargs):
-            with run_lock(cfg.out_dir, stage=stage_of(cfg, *args, **kwargs)):
-                return fn(cfg, *args, **kwargs)
-
-        return wrapper
-
-    return decorate
