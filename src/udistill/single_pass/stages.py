@@ -179,20 +179,30 @@ def fit_temperature_stage(cfg: ExperimentConfig, device=None, log: Callable[[str
     return record
 
 
+def _on_training_split(cfg: ExperimentConfig, file: Path, inputs: dict, what: str, device, log):
+    """What a stage fitted on the training split needs: None when its finished file is
+    reused, else (path, device, member 0 and its metadata, the training set)."""
+    from ..data.from_config import dataset_for
+    from ..device import resolve_device
+
+    path = Path(cfg.out_dir) / file
+    if reusable(path, inputs, what, log):
+        return None
+    dev = resolve_device(device or cfg.device)
+    model, meta = _baseline(cfg, dev)
+    return path, dev, model, meta, dataset_for(cfg.data, "train")
+
+
 def fit_density_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> Path:
     """Fit the feature density on the training split (or reuse it); returns its file."""
     from ..calibration import describe_set
-    from ..data.from_config import dataset_for
-    from ..device import resolve_device
     from .feature_density import accumulate_features, fit_density, save_density
 
-    path = Path(cfg.out_dir) / DENSITY_FILE
     inputs = density_inputs(cfg)
-    if reusable(path, inputs, "feature density", log):
-        return path
-    dev = resolve_device(device or cfg.device)
-    model, _ = _baseline(cfg, dev)
-    ds = dataset_for(cfg.data, "train")
+    prepared = _on_training_split(cfg, DENSITY_FILE, inputs, "feature density", device, log)
+    if prepared is None:
+        return Path(cfg.out_dir) / DENSITY_FILE
+    path, dev, model, _, ds = prepared
     if ds.scheme.num_classes != model.num_classes:
         raise ConfigError(
             f"the training set has {ds.scheme.num_classes} classes, the baseline {model.num_classes}: "
@@ -212,17 +222,13 @@ def fit_density_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], N
 def train_multi_head_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> Path:
     """Train the F heads on the training split (or reuse / resume them); returns the file."""
     from ..calibration import describe_set
-    from ..data.from_config import dataset_for
-    from ..device import resolve_device
     from .multi_head import build_multi_head, save_multi_head, train_heads
 
-    path = Path(cfg.out_dir) / MULTI_HEAD_FILE
     inputs = multi_head_inputs(cfg)
-    if reusable(path, inputs, "multi-head", log):
-        return path
-    dev = resolve_device(device or cfg.device)
-    model, meta = _baseline(cfg, dev)
-    ds = dataset_for(cfg.data, "train")
+    prepared = _on_training_split(cfg, MULTI_HEAD_FILE, inputs, "multi-head", device, log)
+    if prepared is None:
+        return Path(cfg.out_dir) / MULTI_HEAD_FILE
+    path, dev, model, meta, ds = prepared
     start_stage(path.parent, inputs, "multi-head", log)  # an unfinished state of other inputs is set aside
     sp = cfg.single_pass
     heads = build_multi_head(model, heads_of(cfg), sp.multi_head_channels, sp.seed)
