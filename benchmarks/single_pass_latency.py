@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import commit
 from torch import nn
 
 from udistill.benchmark import device_name
@@ -229,15 +229,6 @@ def table(name: str, r: dict) -> str:
                 cells.append((f"{ms:.1f} ms {ratio:.2f}x" if ms is not None else "-").rjust(22))
         lines.append(f"{n:<20}{''.join(cells)}")
     return "\n".join(lines)
-
-
-def commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def main() -> None:

@@ -173,7 +173,7 @@ def distillation_set(cfg: ExperimentConfig, train_set):
     dset = with_auxiliary(
         train_set, dc.auxiliary, dc.auxiliary_ratio, cfg.data.size, seed=cfg.data.seed, train_dataset=cfg.data.dataset
     )
-    if isinstance(dset, DistillationSet) and dset.auxiliary._folders:
+    if isinstance(dset, DistillationSet) and dset.auxiliary.folders:
         from .calibration import evaluation_sets
 
         check_folders_disjoint(dset.auxiliary, evaluation_sets(cfg))

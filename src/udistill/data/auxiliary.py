@@ -162,7 +162,7 @@ class AuxiliarySet(Dataset):
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.seed = int(seed)
         self.scheme = train_set.scheme
-        self._folders = {}
+        self.folders: dict[str, object] = {}  # the user folders among the sources, by path
         for s in self.sources:
             if s.kind == "folder":
                 from .images import ImageFolder
@@ -170,7 +170,7 @@ class AuxiliarySet(Dataset):
                 folder = ImageFolder(s.name, split=AUXILIARY_SPLIT, size=self.size, recursive=True)
                 if len(folder) == 0:
                     raise ConfigError(f"{s.name}: the auxiliary folder holds no images")
-                self._folders[s.name] = folder
+                self.folders[s.name] = folder
 
     def __len__(self) -> int:
         return self.count
@@ -200,7 +200,7 @@ class AuxiliarySet(Dataset):
             rng = np.random.default_rng([self.seed, CORRUPTIONS.index(src.name), j])
             image = corrupt(_to_uint8(base["image"]), src.name, rng)
             return _unlabelled(image, name, None, self.scheme, f"{src.spec}[{j}]")
-        folder = self._folders[src.name]
+        folder = self.folders[src.name]
         if folder.size is None:  # no data.size: the training images' own size (one size for the cache)
             folder.size = self._size()
         item = dict(folder[j % len(folder)])
@@ -208,7 +208,7 @@ class AuxiliarySet(Dataset):
         return item
 
     def describe(self) -> dict:
-        folders = {name: f.describe()["files"] for name, f in self._folders.items()}
+        folders = {name: f.describe()["files"] for name, f in self.folders.items()}
         return {
             "sources": [s.spec for s in self.sources],
             "count": self.count,
@@ -271,7 +271,7 @@ def check_folders_disjoint(auxiliary: AuxiliarySet, evaluation_sets: dict[str, o
     choosing on it."""
     from ..calibration import check_disjoint
 
-    for name, folder in auxiliary._folders.items():
+    for name, folder in auxiliary.folders.items():
         check_disjoint(
             folder,
             evaluation_sets,
