@@ -193,3 +193,38 @@ def test_frames_keep_a_gap_between_the_validation_and_test_dusk_stretches():
     assert len(val) >= 19 and first_test - last_val >= 900
     with pytest.raises(DataError, match="frames"):
         build_camvid("train", root, sequences=["0001TP"], frames=[20000, 30000])
+
+
+def test_frames_per_sequence_restrict_only_the_named_sequences(tmp_path):
+    """``frames={"0006R0": [a, b]}`` holds a stretch of one sequence out and keeps the others
+    whole: how configs/camvid-cpu.yaml splits 0006R0 into training and validation frames."""
+    from udistill.data.camvid import build_camvid
+
+    names = ("0006R0_f00930", "0006R0_f02130", "0006R0_f03030", "0016E5_00390", "0016E5_07959")
+    root = write_camvid(tmp_path, names=names)
+    train = build_camvid("train", root, frames={"0006R0": [930, 2130]})
+    val = build_camvid("train", root, sequences=["0006R0"], frames=[3030, 3930])
+    assert sorted(s.name for s in train.samples) == ["0006R0_f00930", "0006R0_f02130", "0016E5_00390", "0016E5_07959"]
+    assert [s.name for s in val.samples] == ["0006R0_f03030"]
+    assert train.options["frames"] == {"0006R0": [930, 2130]}
+    with pytest.raises(DataError, match=r"frames\['0006R0'\]"):
+        build_camvid("train", root, frames={"0006R0": [930]})
+
+
+def test_camvid_config_validates_on_frames_never_trained_on():
+    """configs/camvid-cpu.yaml: the validation frames are in no training set and start at least
+    30 s (900 video frames) of the drive after the last training frame of their sequence."""
+    from udistill.config import ExperimentConfig, load_config
+    from udistill.data.camvid import frame_of, sequence_of
+    from udistill.data.from_config import dataset_for
+
+    root = os.environ.get("UDISTILL_CAMVID")
+    if not root or not Path(root).is_dir():
+        pytest.skip("needs UDISTILL_CAMVID")
+    cfg = load_config(ExperimentConfig, Path(__file__).parents[2] / "configs" / "camvid-cpu.yaml")
+    train, val = dataset_for(cfg.data, "train"), dataset_for(cfg.data, "val")
+    assert len(val) >= 30 and not {s.name for s in train.samples} & {s.name for s in val.samples}
+    for seq in {sequence_of(s.name) for s in val.samples}:
+        trained = [frame_of(s.name) for s in train.samples if sequence_of(s.name) == seq]
+        validated = [frame_of(s.name) for s in val.samples]
+        assert not trained or min(validated) - max(trained) >= 900

@@ -16,7 +16,9 @@ Labels are single-channel PNGs: 0..10 are the CamVid-11 classes, 11 (Unlabelled)
 
 File names start with the video sequence (0001TP dusk, 0006R0 and 0016E5 daylight, 0005VE
 in the official test split): ``sequences=[...]`` keeps, ``exclude_sequences=[...]`` drops.
-``frames=[first, last]`` keeps video frame numbers in that range (30 per second).
+``frames=[first, last]`` keeps video frame numbers in that range (30 per second);
+``frames={"0006R0": [first, last]}`` applies a range to the named sequences only and keeps the
+others whole (e.g. to hold a stretch of a training sequence out as validation frames).
 ``exclude_sequences=["0001TP"]`` for training and ``sequences=["0001TP"]`` for testing gives
 a natural day-to-dusk shift.
 
@@ -128,6 +130,26 @@ def _from_folders(root: Path, split: str, strict: bool, problems: list) -> list[
     return paired_samples(pairs, strict, problems)
 
 
+def _frame_range(value, where: str) -> tuple[int, int]:
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value)):
+        raise DataError(f"camvid: {where} must be [first, last] frame numbers, got {value!r}")
+    return value[0], value[1]
+
+
+def _in_frames(name: str, frames) -> bool:
+    """Whether a sample passes ``frames``: one [first, last] range for every sequence, or a
+    mapping {sequence: [first, last]} that restricts only the sequences it names."""
+    if isinstance(frames, dict):
+        ranges = {seq: _frame_range(r, f"frames[{seq!r}]") for seq, r in frames.items()}
+        if sequence_of(name) not in ranges:
+            return True
+        first, last = ranges[sequence_of(name)]
+    else:
+        first, last = _frame_range(frames, "frames")
+    f = frame_of(name)
+    return f is not None and first <= f <= last
+
+
 @register_dataset("camvid")
 def build_camvid(
     split="train",
@@ -157,10 +179,8 @@ def build_camvid(
         samples = [s for s in samples if sequence_of(s.name) in keep]
     if drop is not None:
         samples = [s for s in samples if sequence_of(s.name) not in drop]
-    if frames is not None:  # [first, last] video frame numbers, e.g. to keep a gap from a test stretch
-        if not (isinstance(frames, (list, tuple)) and len(frames) == 2 and all(isinstance(v, int) for v in frames)):
-            raise DataError(f"camvid: frames must be [first, last] frame numbers, got {frames!r}")
-        samples = [s for s in samples if (f := frame_of(s.name)) is not None and frames[0] <= f <= frames[1]]
+    if frames is not None:  # video frame numbers, e.g. to keep a gap from a test stretch
+        samples = [s for s in samples if _in_frames(s.name, frames)]
     if not samples and (keep is not None or drop is not None or frames is not None):
         raise DataError(
             f"{root}: no CamVid '{split}' images left after the sequence filter "
@@ -168,7 +188,7 @@ def build_camvid(
         )
     options = {"sequences": keep, "exclude_sequences": drop}
     if frames is not None:  # only when given: older runs' data fingerprints stay valid
-        options["frames"] = list(frames)
+        options["frames"] = {k: list(v) for k, v in frames.items()} if isinstance(frames, dict) else list(frames)
     return CamVid(
         root=root,
         split=split,
