@@ -1,4 +1,4 @@
-"""The README's field workflow on real data: calibrate the alarm on the deployment's own frames.
+"""The field workflow (docs/deployment.md) on real data: calibrate the alarm on the deployment's own frames.
 
     UDISTILL_CAMVID=/path/to/camvid python benchmarks/field_alarm.py --config configs/camvid-cpu.yaml
 

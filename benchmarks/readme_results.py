@@ -1,11 +1,14 @@
-"""The README's result blocks, generated from the committed result files (never typed).
+"""The result blocks of README.md and docs/*.md, generated from the committed result files
+(never typed).
 
-    python benchmarks/readme_results.py            # rewrite the blocks in README.md
-    python benchmarks/readme_results.py --check    # exit 1 when README.md differs from the files
+    python benchmarks/readme_results.py            # rewrite the blocks in README.md and docs/*.md
+    python benchmarks/readme_results.py --check    # exit 1 when a page differs from the files
 
-A block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; :data:`BLOCKS`
-maps each name to the function that renders it from ``benchmarks/results/``. The test suite
-runs the check, so a README that disagrees with its files fails CI.
+A block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in whichever page
+(:func:`pages`: README.md, then docs/*.md) holds it; :data:`BLOCKS` maps each name to the
+function that renders it from ``benchmarks/results/``. Each block lives in exactly one page; a
+block named in no page, in two pages or a marker naming no block is an error. The test suite
+runs the check, so a page that disagrees with its files fails CI.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 
 def _load(rel: str) -> dict:
@@ -524,7 +528,86 @@ def distill_epoch_cost() -> str:
     )
 
 
+def setup_times() -> str:
+    """The two set-up commands' measured times, for the README's first section."""
+    d, t = _load("demo-time.json"), _load("test-time.json")
+    return (
+        f"Measured on {d['machine']['cores']} CPU cores ({d['machine']['cpu']}), the install not counted: "
+        f"`make demo` **{d['total_s']:.0f} s**, `make test` **{t['test']['wall_s']:.0f} s** "
+        f"(`make test-fast`, without the slow tier, {t['test-fast']['wall_s']:.0f} s); "
+        "`benchmarks/results/demo-time.json`, `benchmarks/results/test-time.json`."
+    )
+
+
+def summary() -> str:
+    """The README's one results table: student, ensemble and baseline on the demo (mean ± std
+    over the student's seeds) and on CamVid (one seed), each side's scores chosen on validation."""
+    d = _load("demo-seeds.json")["mean_std"]
+    c = _load("camvid-cpu/results.json")
+    demo_latency = _load("demo-synthetic/results.json").get("latency_ms") or {}
+    sides = ("student", "ensemble", "baseline")
+    predictor = {"student": "student", "ensemble": "teacher", "baseline": "baseline"}
+
+    def ms(v, digits=3):
+        if v is None:
+            return "–"
+        return f"{v['mean']:.{digits}f}" + (f" ± {v['std']:.{digits}f}" if v["std"] >= 0.0005 else "")
+
+    def worst_demo(side):
+        shift, v = min(((s, per[side]) for s, per in d["ood_auroc"].items()), key=lambda x: x[1]["mean"])
+        return f"{ms(v)} ({shift})"
+
+    def worst_camvid(side):
+        found = [
+            (s, sh["selected"][side]["auroc"]) for s, sh in c["shifts"].items() if side in (sh.get("selected") or {})
+        ]
+        if not found:
+            return "–"
+        shift, a = min(found, key=lambda x: x[1])
+        return f"{a:.3f} ({shift})"
+
+    def latency(lat, side):
+        v = lat.get(side)
+        return "–" if v is None else f"{v:.1f}"
+
+    rows = [
+        ("demo: mIoU ↑", [ms(d["miou"][s]) for s in sides]),
+        ("demo: ECE ↓", [ms(d["ece"][s]) for s in sides]),
+        ("demo: the student's wrong pixels, AUROC ↑", [ms(d["pixel_auroc"][s]) for s in sides]),
+        (f"demo: OOD image AUROC ↑, worst of {len(d['ood_auroc'])} shifts", [worst_demo(s) for s in sides]),
+        ("demo: latency, batch 1, ms ↓", [latency(demo_latency, s) for s in sides]),
+        ("CamVid: mIoU ↑", [_f(c["miou"][predictor[s]]) for s in sides]),
+        ("CamVid: ECE ↓", [_f(c["predictors"][predictor[s]].get("ece")) for s in sides]),
+        (
+            "CamVid: the student's wrong pixels, AUROC ↑",
+            [_f(c["pixel_student_errors_selected"][s]["auroc"]) for s in sides],
+        ),
+        (f"CamVid: OOD image AUROC ↑, worst of {len(c['shifts'])} shifts", [worst_camvid(s) for s in sides]),
+        ("CamVid: latency, batch 1, ms ↓", [latency(c.get("latency_ms") or {}, s) for s in sides]),
+    ]
+    seeds = _load("demo-seeds.json")["seeds"]
+    undetermined = [s for s in sides if not (c.get("selection") or {}).get(s, {}).get("determined", True)]
+    lines = ["| test split | " + " | ".join(sides) + " |", "|---|---:|---:|---:|"]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    lines += [
+        "",
+        f"Demo: synthetic scenes, mean ± std over {len(seeds)} student seeds (members fixed; ± only where the "
+        "seed moves the number; latency from the seed-0 run). CamVid: one run"
+        + (
+            f"; its validation data could not choose the alarm score of the {', '.join(undetermined)} "
+            "(every candidate separates the validation shifts perfectly: *undetermined*, broken by a fixed rule)"
+            if undetermined
+            else ""
+        )
+        + ". Every score is the one each side chose on validation data. Files: `benchmarks/results/demo-seeds.json`, "
+        "`benchmarks/results/demo-synthetic/results.json`, `benchmarks/results/camvid-cpu/results.json`.",
+    ]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "setup-times": setup_times,
+    "summary": summary,
     "distill-ablation": distill_ablation,
     "demo-single-pass": demo_single_pass,
     "distill-epoch-cost": distill_epoch_cost,
@@ -546,6 +629,14 @@ BLOCKS: dict[str, Callable[[], str]] = {
 }
 
 
+MARKER = re.compile(r"<!-- (/?)results:([A-Za-z0-9_-]+) -->")
+
+
+def pages() -> list[Path]:
+    """The pages that may hold blocks: README.md, then every docs/*.md in name order."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
 def render(text: str) -> str:
     """``text`` with every known block replaced by its rendering from the files."""
     for name, fn in BLOCKS.items():
@@ -556,16 +647,51 @@ def render(text: str) -> str:
     return text
 
 
+def placement(texts: dict[str, str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Where each block sits (name -> the pages holding its opening marker) and the problems:
+    a block in no page or in several, a marker naming no block, an opening marker without its
+    closing one (or the other way round)."""
+    where: dict[str, list[str]] = {name: [] for name in BLOCKS}
+    problems = []
+    for page, text in texts.items():
+        opened: dict[str, int] = {}
+        closed: dict[str, int] = {}
+        for m in MARKER.finditer(text):
+            (closed if m.group(1) else opened)[m.group(2)] = (closed if m.group(1) else opened).get(m.group(2), 0) + 1
+        for name in sorted(set(opened) | set(closed)):
+            if name not in BLOCKS:
+                problems.append(f"{page}: marker results:{name} names no block in BLOCKS")
+            elif opened.get(name, 0) != 1 or closed.get(name, 0) != 1:
+                problems.append(f"{page}: results:{name} needs exactly one opening and one closing marker")
+            if name in BLOCKS and opened.get(name):
+                where[name].append(page)
+    for name, found in where.items():
+        if not found:
+            problems.append(f"block {name} is in no page (README.md, docs/*.md)")
+        elif len(found) > 1:
+            problems.append(f"block {name} is in several pages: {', '.join(found)}")
+    return where, problems
+
+
 def main(argv: list[str]) -> int:
-    text = README.read_text()
-    new = render(text)
+    files = pages()
+    texts = {str(f.relative_to(ROOT)): f.read_text() for f in files}
+    _, problems = placement(texts)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    changed = []
+    for f in files:
+        rel = str(f.relative_to(ROOT))
+        new = render(texts[rel])
+        if new != texts[rel]:
+            changed.append(rel)
+            if "--check" not in argv:
+                f.write_text(new)
     if "--check" in argv:
-        if new != text:
-            print("README.md's result blocks differ from benchmarks/results/: run python benchmarks/readme_results.py")
-            return 1
-        return 0
-    README.write_text(new)
-    return 0
+        for rel in changed:
+            print(f"{rel}'s result blocks differ from benchmarks/results/: run python benchmarks/readme_results.py")
+        return 1 if changed or problems else 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
