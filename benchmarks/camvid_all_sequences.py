@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALL_SEQUENCES = [
     "data.train_options={}",
     "data.role_options={}",
+    "data.val_split=val",  # the official val (the experiment validates on held-out training frames)
     "data.shifts=[]",
     "data.val_shifts=[]",
     "teacher.members=1",
