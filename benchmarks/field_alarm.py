@@ -10,8 +10,8 @@ held out: false alarms are measured on it (with the one-sided 95 % binomial uppe
 detection on the shifts: test 0001TP (dusk, a sequence held out of training) and the second
 half with synthetic light fog, fog and rain. The same for the ensemble's and the baseline's
 scores, each the (method, image score) its side chose on validation in the run's evaluation
-(``selection.<side>``), and, for comparison, the student's stored alarm (calibrated on val,
-a training sequence). Writes ``benchmarks/results/camvid-cpu/field-alarm.{json,md}``.
+(``selection.<side>``), and, for comparison, the student's stored alarm (calibrated on the
+config's validation frames by ``udistill calibrate --config``). Writes ``benchmarks/results/camvid-cpu/field-alarm.{json,md}``.
 """
 
 from __future__ import annotations
@@ -130,7 +130,9 @@ def markdown(r: dict) -> str:
     rows = [(f"{side}: {v['method']} / {v['score']}", v) for side, v in r["field"].items()]
     if "val_calibrated_student" in r:
         v = r["val_calibrated_student"]
-        rows.append((f"student, threshold calibrated on val instead: {v['method']} / {v['score']}", v))
+        rows.append(
+            (f"student, threshold calibrated on the validation frames instead: {v['method']} / {v['score']}", v)
+        )
     for label, v in rows:
         lines.append(
             f"| {label} | {v['false_alarm_rate']:.1%} ({v['false_alarms']}/{v['held_out_frames']}) | "
