@@ -134,7 +134,7 @@ def _predict_in_process(ckpt: Path, inputs, out: Path, native: bool) -> tuple[fl
     import io
     from argparse import Namespace
 
-    from udistill.predict.runner import run_predict as predict
+    from udistill.deploy.predict.runner import run_predict as predict
 
     args = Namespace(checkpoint=str(ckpt), inputs=[str(i) for i in inputs], out=str(out), native=native, device="cpu")
     t0 = time.perf_counter()
@@ -145,7 +145,7 @@ def _predict_in_process(ckpt: Path, inputs, out: Path, native: bool) -> tuple[fl
 
 def section_throughput(ckpt: Path, frames: list[Path], tmp: Path) -> None:
     from udistill.data.imageio import read_image
-    from udistill.predict import Predictor
+    from udistill.deploy.predict import Predictor
 
     print(f"\n1. predict throughput, {len(frames)} frames of 360x480, one thread")
     for label, native in (("resize to 176x240 (default)", False), ("--native (model at 360x480)", True)):
@@ -206,8 +206,8 @@ def _latency(sess, x, repeats: int) -> tuple[float, int]:
 
 
 def section_onnx(ckpt: Path, tmp: Path, repeats: int, trained: bool) -> None:
-    from udistill.export import export_onnx
-    from udistill.quantize import quantize_onnx
+    from udistill.deploy.export import export_onnx
+    from udistill.deploy.quantize import quantize_onnx
 
     calib = tmp / "calib"
     synthetic_frames(calib, 20, split="train")
@@ -265,7 +265,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="udistill-field-") as t:
         tmp = Path(t)
         if args.checkpoint:
-            from udistill.predict import resolve_checkpoint
+            from udistill.deploy.predict import resolve_checkpoint
 
             ckpt, trained = resolve_checkpoint(args.checkpoint), True
         else:

@@ -13,19 +13,19 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from udistill.calibration import run_calibrate_cli
 from udistill.cli import main
 from udistill.config import ModelConfig
 from udistill.data.imageio import IMAGE_EXTENSIONS, MIN_SIDE, read_frame, read_image, to_rgb8
 from udistill.data.images import list_images
 from udistill.data.labels import CAMVID11
 from udistill.data.registry import build_dataset
+from udistill.deploy.alarm_calibration import run_calibrate_cli
+from udistill.deploy.predict import IMAGE_EXTENSIONS as PREDICT_EXTENSIONS
+from udistill.deploy.predict import plan_inputs
+from udistill.deploy.predict.inputs import as_batch
 from udistill.errors import ConfigError, DataError
 from udistill.models.build import build_model
 from udistill.models.checkpoint import read_metadata, save_model
-from udistill.predict import IMAGE_EXTENSIONS as PREDICT_EXTENSIONS
-from udistill.predict import plan_inputs
-from udistill.predict.inputs import as_batch
 
 SMALL = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=32, head_channels=32)
 

@@ -5,7 +5,7 @@ members disagree, so out of distribution its uncertainty is an extrapolation not
 constrains. Ensemble Distribution Distillation (Malinin et al., 2020) distils on auxiliary
 data for this reason. Here the auxiliary images pass through the teacher (M, Σ) and are
 distilled with the same loss, without labels: their label is all 255 (ignore), so the
-cross-entropy term never sees them (:func:`udistill.losses.distillation_loss` averages it
+cross-entropy term never sees them (:func:`udistill.core.losses.distillation_loss` averages it
 over labelled pixels only).
 
 Sources (``distill.auxiliary``, a list; ``distill.auxiliary_ratio`` is the share of
@@ -269,7 +269,7 @@ def check_folders_disjoint(auxiliary: AuxiliarySet, evaluation_sets: dict[str, o
     """Refuse an auxiliary folder that shares an image (by file content) with any validation
     or test set: distilling the teacher's uncertainty on an evaluation image would be
     choosing on it."""
-    from ..calibration import check_disjoint
+    from .sets import check_disjoint
 
     for name, folder in auxiliary.folders.items():
         check_disjoint(

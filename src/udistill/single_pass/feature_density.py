@@ -36,8 +36,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..core.pixel_scores import PredictorOutput
 from ..data.labels import IGNORE_INDEX
-from ..methods import PredictorOutput
 from .common import OutSize, labels_to_features, to_image, trunk
 
 COVARIANCES = ("shared", "per-class")

@@ -1,6 +1,6 @@
 """A multi-head (last-layer) ensemble: F prediction heads on member 0's encoder/decoder,
 which stays frozen; one trunk pass, then F heads, reduced like the deep ensemble (mean,
-population std, mutual information; :class:`~udistill.ensemble.RunningMoments`).
+population std, mutual information; :class:`~udistill.core.ensemble.RunningMoments`).
 
 Heads (``single_pass.multi_head_channels``): the paper's head (3x3 conv-BN-ReLU, then a
 1x1 to C classes) per member, of ``model.head_channels`` width by default; with 0, member
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.ensemble import RunningMoments
+from ..core.pixel_scores import PredictorOutput
 from ..data.labels import IGNORE_INDEX
-from ..ensemble import RunningMoments
-from ..methods import PredictorOutput
 from ..models.heads import ConvHead
 from .common import OutSize, to_image, trunk
 

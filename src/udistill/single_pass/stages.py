@@ -1,5 +1,5 @@
 """The single-pass methods as pipeline stages of a run, each reused while its inputs are
-unchanged (the same rule as members and students, :mod:`udistill.provenance`):
+unchanged (the same rule as members and students, :mod:`udistill.train.provenance`):
 
 ==================  ===============================  ========================================
 stage               file                             built from
@@ -26,8 +26,10 @@ from pathlib import Path
 import torch
 
 from ..config import ExperimentConfig
+from ..data.sets import describe_set
 from ..errors import CheckpointError, ConfigError
-from ..provenance import StaleStageError, differences, digest, reusable, start_stage, weights_digest
+from ..layout import MODEL_FILE, member_dir
+from ..train.provenance import StaleStageError, differences, digest, reusable, start_stage, weights_digest
 
 TEMPERATURE_FILE = "temperature.json"
 DENSITY_FILE = Path("feature-density") / "density.safetensors"
@@ -72,8 +74,6 @@ def heads_of(cfg: ExperimentConfig) -> int:
 
 
 def _member0(cfg: ExperimentConfig) -> Path:
-    from ..ensemble import member_dir
-    from ..train.loop import MODEL_FILE
 
     return member_dir(cfg.out_dir, 0) / MODEL_FILE
 
@@ -127,7 +127,7 @@ def _baseline(cfg: ExperimentConfig, dev):
 
 
 def _json_reusable(path: Path, inputs: dict, what: str, rebuild: bool, log: Callable[[str], None]) -> bool:
-    """:func:`udistill.provenance.reusable` for a JSON record with a ``built_from`` entry."""
+    """:func:`udistill.train.provenance.reusable` for a JSON record with a ``built_from`` entry."""
     if not path.exists():
         return False
     try:
@@ -147,7 +147,6 @@ def _json_reusable(path: Path, inputs: dict, what: str, rebuild: bool, log: Call
 
 def fit_temperature_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> dict:
     """Fit T on the validation split (or reuse the stored fit); returns the record."""
-    from ..calibration import describe_set
     from ..data.from_config import dataset_for
     from ..device import resolve_device
     from ..io import atomic_write_json
@@ -195,7 +194,6 @@ def _on_training_split(cfg: ExperimentConfig, file: Path, inputs: dict, what: st
 
 def fit_density_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> Path:
     """Fit the feature density on the training split (or reuse it); returns its file."""
-    from ..calibration import describe_set
     from .feature_density import accumulate_features, fit_density, save_density
 
     inputs = density_inputs(cfg)
@@ -221,7 +219,6 @@ def fit_density_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], N
 
 def train_multi_head_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> Path:
     """Train the F heads on the training split (or reuse / resume them); returns the file."""
-    from ..calibration import describe_set
     from .multi_head import build_multi_head, save_multi_head, train_heads
 
     inputs = multi_head_inputs(cfg)
@@ -278,7 +275,7 @@ def run_single_pass(cfg: ExperimentConfig, device=None, log: Callable[[str], Non
 def load_predictors(cfg: ExperimentConfig, baseline, device) -> tuple[dict[str, torch.nn.Module], dict]:
     """The three single-pass predictors on ``baseline`` (member 0, loaded by the caller) and
     their records for results.json; missing or stale stages are refused."""
-    from ..provenance import check_finished
+    from ..train.provenance import check_finished
     from .feature_density import FeatureDensityPredictor, load_density
     from .multi_head import MultiHeadPredictor, load_multi_head
     from .temperature import TemperatureScaled
