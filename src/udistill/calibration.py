@@ -1,0 +1,51 @@
+"""Moved to :mod:`udistill.deploy.alarm_calibration`; kept because issue #20 names `calibration.evaluation_sets`."""
+
+from .data.sets import (
+    SUBSETS,
+    Selection,
+    calibration_dataset,
+    check_disjoint,
+    describe_set,
+    evaluation_sets,
+    item_identities,
+    item_names,
+    test_sets,
+)
+from .deploy.alarm_calibration import (
+    PAPER_SCORE,
+    UncertaintyFn,
+    calibrate_checkpoint,
+    check_alarm_size,
+    choose_score,
+    collect_image_scores,
+    fit_alarm,
+    guarantee_text,
+    run_calibrate_cli,
+    run_calibration,
+    store_alarm,
+    student_uncertainty,
+)
+
+__all__ = [
+    "PAPER_SCORE",
+    "SUBSETS",
+    "Selection",
+    "UncertaintyFn",
+    "calibrate_checkpoint",
+    "calibration_dataset",
+    "check_alarm_size",
+    "check_disjoint",
+    "choose_score",
+    "collect_image_scores",
+    "describe_set",
+    "evaluation_sets",
+    "fit_alarm",
+    "guarantee_text",
+    "item_identities",
+    "item_names",
+    "run_calibrate_cli",
+    "run_calibration",
+    "store_alarm",
+    "student_uncertainty",
+    "test_sets",
+]
