@@ -132,11 +132,13 @@ def _predict_in_process(ckpt: Path, inputs, out: Path, native: bool) -> tuple[fl
     """(wall seconds, exit code) of the ``udistill predict`` code path, in this process."""
     import contextlib
     import io
-    from argparse import Namespace
 
+    from udistill.deploy.predict.runner import PredictOptions
     from udistill.deploy.predict.runner import run_predict as predict
 
-    args = Namespace(checkpoint=str(ckpt), inputs=[str(i) for i in inputs], out=str(out), native=native, device="cpu")
+    args = PredictOptions(
+        checkpoint=str(ckpt), inputs=[str(i) for i in inputs], out=str(out), native=native, device="cpu"
+    )
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         code = predict(args)["exit_code"]

@@ -6,6 +6,7 @@ Errors the user can fix (:class:`~udistill.errors.UdistillError`) print one line
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -339,6 +340,12 @@ def _benchmark_command(sub) -> None:
     )
 
 
+def _options(cls, args: argparse.Namespace):
+    """A command's typed options (a dataclass whose fields are its flags' names) from the
+    parsed arguments: the library below this module never sees argparse."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
 def _cmd_data(args) -> int:
     from .data import tools
 
@@ -419,7 +426,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from .deploy.alarm_calibration import run_calibrate_cli
+    from .deploy.alarm_calibration import CalibrateOptions, run_calibrate_cli
 
     if args.config and not args.images:  # the config's values (rate, score, device, data) before any student loads
         extra = [f"evaluate.false_alarm_rate={args.false_alarm}"] if args.false_alarm is not None else []
@@ -428,7 +435,7 @@ def _cmd_calibrate(args) -> int:
         from .device import resolve_device
 
         resolve_device(args.device)
-    for path, rec in run_calibrate_cli(args).items():
+    for path, rec in run_calibrate_cli(_options(CalibrateOptions, args)).items():
         print(
             f"{path}: alarm score {rec['score']}, threshold {rec['thresholds'][rec['score']]:.6g} at "
             f"{rec['false_alarm_rate']:.1%} false alarms on {rec['calibration_set']}"
@@ -455,9 +462,9 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .deploy.predict import run_predict
+    from .deploy.predict.runner import PredictOptions, run_predict
 
-    return run_predict(args)["exit_code"]
+    return run_predict(_options(PredictOptions, args))["exit_code"]
 
 
 def _cmd_export(args) -> int:
@@ -482,15 +489,15 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_ood_report(args) -> int:
-    from .deploy.ood_report import run_ood_report
+    from .deploy.ood_report import OodReportOptions, run_ood_report
 
-    return run_ood_report(args)
+    return run_ood_report(_options(OodReportOptions, args))
 
 
 def _cmd_benchmark(args) -> int:
-    from .deploy.benchmark import run_benchmark_cli
+    from .deploy.benchmark import BenchmarkOptions, run_benchmark_cli
 
-    run_benchmark_cli(args)
+    run_benchmark_cli(_options(BenchmarkOptions, args))
     return 0
 
 

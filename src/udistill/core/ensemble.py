@@ -19,6 +19,7 @@ segmentation models), or a plain callable mapping a batch of images to any of th
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..layout import member_paths
+from ..models.checkpoint import load_model
 from .pixel_scores import entropy as _entropy
 
 
@@ -147,8 +149,6 @@ class Ensemble(nn.Module):
         offload: bool = False,
         num_classes: int | None = None,
     ) -> Ensemble:
-        from ..models.checkpoint import load_model
-
         models, metas = [], []
         for p in paths:
             m, meta = load_model(p, num_classes=num_classes)
@@ -175,8 +175,6 @@ class Ensemble(nn.Module):
 
     def fingerprint(self) -> str:
         """Identity of the members' weights (for cache invalidation)."""
-        import hashlib
-
         h = hashlib.sha256()
         for m in self.members:
             for k, v in m.state_dict().items():

@@ -25,21 +25,28 @@ Protocol, so that the alarm is never tested on the images it was fitted on:
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, load_config
 from ..core.pixel_scores import PredictorOutput, score_map
 from ..data.from_config import dataset_for, parse_val_shifts
+from ..data.registry import build_dataset
 from ..data.sets import Selection, calibration_dataset, check_disjoint, describe_set, test_sets
-from ..errors import ConfigError
+from ..device import resolve_device
+from ..errors import ConfigError, DataError
 from ..evaluation.selection import rank_image_scores
 from ..layout import MODEL_FILE, student_dir
 from ..metrics import IMAGE_SCORES, conformal_min_frames, conformal_threshold, image_scores
+from ..models.checkpoint import load_model, read_metadata, resolve_checkpoint, save_model
+from .predict.alarm import calibration_inputs
 
 PAPER_SCORE = "median_plus_min_over_max"
 UncertaintyFn = Callable[[torch.Tensor], torch.Tensor]
@@ -130,11 +137,8 @@ def fit_alarm(
 
 def store_alarm(path: str | Path, record: dict) -> None:
     """Write ``record`` into the checkpoint's metadata (weights unchanged, file rewritten atomically)."""
-    from ..models.checkpoint import load_model, save_model
-
     model, meta = load_model(path)
     keep = {k: v for k, v in meta.items() if k not in ("format", "model", "heads", "num_classes", "normalisation")}
-    from .predict.alarm import calibration_inputs
 
     keep["ood"] = {**record, "built_from": calibration_inputs(path)}
     save_model(model, path, **keep)
@@ -153,8 +157,6 @@ def calibrate_checkpoint(
     """Fit the alarm of the student at ``path`` on ``calibration`` (in-distribution images) and
     store it. ``score="auto"`` chooses on ``val_shifts``; without them it keeps the score the
     checkpoint already has (chosen earlier on validation shifts), else the paper's."""
-    from ..models.checkpoint import load_model
-
     model, meta = load_model(path, map_location=device)
     if not model.has_uncertainty:
         raise ConfigError(f"{path}: not a student (no uncertainty head); calibrate a student checkpoint")
@@ -183,8 +185,6 @@ def calibrate_checkpoint(
 def run_calibration(cfg: ExperimentConfig, device=None, paths: list[Path] | None = None) -> dict[str, dict]:
     """Calibrate every student of the run in ``cfg.out_dir`` (or ``paths``) on the config's
     calibration set, after checking it is disjoint from every test set."""
-    from ..device import resolve_device
-
     dev = resolve_device(device or cfg.device)
     cal = calibration_dataset(cfg)
     tests = test_sets(cfg)
@@ -213,62 +213,67 @@ def run_calibration(cfg: ExperimentConfig, device=None, paths: list[Path] | None
     return out
 
 
-def run_calibrate_cli(args) -> dict[str, dict]:
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """What ``udistill calibrate`` was asked (one field per flag; ``cli.py`` builds it)."""
+
+    checkpoint: str | None = None
+    config: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    device: str | None = None
+    images: str | None = None
+    stride: int = 1
+    false_alarm: float | None = None
+    score: str | None = None
+
+
+def run_calibrate_cli(opts: CalibrateOptions) -> dict[str, dict]:
     """``udistill calibrate``: with ``--images`` on the user's own frames, otherwise on the
     config's calibration set (every student of the run, or the one named).
 
     With ``--images``, frames are decoded as ``predict`` decodes them; a corrupt, unreadable
     or too small one is reported (``udistill: skipped: <file>: <problem>``) and left out,
     and the rest calibrate the alarm (too few left: refused)."""
-    import math
-    import sys
-
-    from ..config import ExperimentConfig, load_config
-    from ..data.registry import build_dataset
-    from ..device import resolve_device
-    from ..errors import DataError
-    from ..models.checkpoint import read_metadata, resolve_checkpoint
-
-    rate_arg = args.false_alarm
+    rate_arg = opts.false_alarm
     if rate_arg is not None and not (
         isinstance(rate_arg, (int, float)) and math.isfinite(rate_arg) and 0.0 < rate_arg < 1.0
     ):  # checked before any checkpoint is loaded or image scored
         raise ConfigError(f"--false-alarm: the false-alarm rate must be a number in (0, 1), got {rate_arg!r}")
-    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
-    if args.images:
-        if not args.checkpoint:
+    overrides = list(opts.overrides) + ([f"device={opts.device}"] if opts.device else [])
+    if opts.images:
+        if not opts.checkpoint:
             raise ConfigError("calibrate --images needs the student CHECKPOINT to calibrate")
-        path = resolve_checkpoint(args.checkpoint)
+        path = resolve_checkpoint(opts.checkpoint)
         meta = read_metadata(path)
         size = meta.get("input_size")
-        ds = build_dataset("images", "test", root=args.images, size=size)
+        ds = build_dataset("images", "test", root=opts.images, size=size)
         for line in ds.drop_unreadable():
             print(f"udistill: skipped: {line}", file=sys.stderr)
         if len(ds) == 0:
-            raise DataError(f"{args.images}: no readable image (every file was skipped)")
-        stride = getattr(args, "stride", 1)
+            raise DataError(f"{opts.images}: no readable image (every file was skipped)")
+        stride = opts.stride
         if stride < 1:
             raise ConfigError(f"--stride: a positive whole number, got {stride}")
         if stride > 1:  # consecutive video frames are near-duplicates, not independent draws
             ds = Selection(ds, list(range(0, len(ds), stride)), f"every {stride}th")
-        rate = 0.05 if args.false_alarm is None else args.false_alarm
+        rate = 0.05 if opts.false_alarm is None else opts.false_alarm
         rec = calibrate_checkpoint(
             path,
             ds,
-            resolve_device(args.device or "auto"),
+            resolve_device(opts.device or "auto"),
             rate,
-            args.score or "auto",
+            opts.score or "auto",
             None,
             4,
-            f"images in {args.images} ({len(ds)}{f', every {stride}th' if stride > 1 else ''})",
+            f"images in {opts.images} ({len(ds)}{f', every {stride}th' if stride > 1 else ''})",
         )
         return {str(path): rec}
-    if not args.config:
+    if not opts.config:
         raise ConfigError("calibrate needs --config (the run's calibration set) or --images DIR (your own frames)")
-    if args.false_alarm is not None:
-        overrides.append(f"evaluate.false_alarm_rate={args.false_alarm}")
-    if args.score:
-        overrides.append(f"evaluate.ood_score={args.score}")
-    cfg = load_config(ExperimentConfig, args.config, overrides)
-    paths = [resolve_checkpoint(args.checkpoint)] if args.checkpoint else None
-    return run_calibration(cfg, args.device, paths)
+    if opts.false_alarm is not None:
+        overrides.append(f"evaluate.false_alarm_rate={opts.false_alarm}")
+    if opts.score:
+        overrides.append(f"evaluate.ood_score={opts.score}")
+    cfg = load_config(ExperimentConfig, opts.config, overrides)
+    paths = [resolve_checkpoint(opts.checkpoint)] if opts.checkpoint else None
+    return run_calibration(cfg, opts.device, paths)

@@ -50,8 +50,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, load_config
+from ..core.ensemble import Ensemble, RunningMoments
+from ..device import resolve_device
 from ..errors import UdistillError
+from ..evaluation.mc_dropout import MCDropout, mc_dropout_rate
+from ..io import atomic_write_json
+from ..models.acceleration import compile_model, to_channels_last
+from ..models.build import build_model
+from .export import OnnxWrapper, export_model
 
 MODELS = ("baseline", "student", "student_light", "ensemble", "mc_dropout")
 BACKENDS = ("torch", "onnxruntime")
@@ -90,12 +97,6 @@ def device_name(dev: torch.device) -> str:
 def _torch_runners(
     cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str]
 ) -> dict[str, Callable]:
-    from ..core.ensemble import Ensemble
-    from ..evaluation.mc_dropout import MCDropout, mc_dropout_rate
-    from ..models.acceleration import compile_model, to_channels_last
-    from ..models.build import build_model
-    from .export import OnnxWrapper
-
     mcfg = dataclasses.replace(cfg.model, encoder_weights=None)
     runners: dict[str, Callable] = {}
     heads = {
@@ -128,10 +129,6 @@ def _ort_runners(
     cfg: ExperimentConfig, num_classes: int, dev: torch.device, models: Sequence[str], threads: int, workdir: Path
 ) -> tuple[dict[str, Callable], list[str]]:
     import onnxruntime as ort
-
-    from ..core.ensemble import RunningMoments
-    from ..models.build import build_model
-    from .export import export_model
 
     providers = ["CPUExecutionProvider"]
     if dev.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -238,8 +235,6 @@ def run_benchmark(
     log: Callable[[str], None] | None = print,
 ) -> dict:
     """Measure every model with every backend at every size; see the module docstring."""
-    from ..device import resolve_device
-
     models, backends, sizes = _checked_choices(models, backends, sizes or [cfg.data.size or (360, 480)])
     if repeats < 1 or batch_size < 1 or warmup < 0 or (throughput_repeats is not None and throughput_repeats < 1):
         raise UdistillError("--repeats, --throughput-repeats and --batch-size must be >= 1, --warmup >= 0")
@@ -394,27 +389,43 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark_cli(args) -> dict:
-    """``udistill benchmark``: build the config, measure, print the table, save the JSON."""
-    from ..config import load_config
-    from ..io import atomic_write_json
+@dataclasses.dataclass(frozen=True)
+class BenchmarkOptions:
+    """What ``udistill benchmark`` was asked (one field per flag; ``cli.py`` builds it)."""
 
-    cfg = load_config(ExperimentConfig, getattr(args, "config", None), list(getattr(args, "overrides", []) or []))
+    config: str | None = None
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    json: str | None = None
+    device: str | None = None
+    sizes: list | None = None
+    repeats: int = 20
+    throughput_repeats: int | None = None
+    batch_size: int = 8
+    warmup: int = 3
+    threads: int | None = None
+    models: list[str] | None = None
+    backends: list[str] | None = None
+    classes: int | None = None
+
+
+def run_benchmark_cli(opts: BenchmarkOptions) -> dict:
+    """``udistill benchmark``: build the config, measure, print the table, save the JSON."""
+    cfg = load_config(ExperimentConfig, opts.config, list(opts.overrides or []))
     result = run_benchmark(
         cfg,
-        sizes=getattr(args, "sizes", None),
-        repeats=getattr(args, "repeats", 20),
-        throughput_repeats=getattr(args, "throughput_repeats", None),
-        batch_size=getattr(args, "batch_size", 8),
-        warmup=getattr(args, "warmup", 3),
-        threads=getattr(args, "threads", None),
-        models=getattr(args, "models", None),
-        backends=getattr(args, "backends", None),
-        num_classes=getattr(args, "classes", None),
-        device=getattr(args, "device", None),
+        sizes=opts.sizes,
+        repeats=opts.repeats,
+        throughput_repeats=opts.throughput_repeats,
+        batch_size=opts.batch_size,
+        warmup=opts.warmup,
+        threads=opts.threads,
+        models=opts.models,
+        backends=opts.backends,
+        num_classes=opts.classes,
+        device=opts.device,
     )
     print(format_table(result))
-    path = Path(getattr(args, "json", None) or "benchmark.json")
+    path = Path(opts.json or "benchmark.json")
     atomic_write_json(path, result)
     print(f"wrote {path}")
     return result

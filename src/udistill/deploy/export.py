@@ -84,7 +84,6 @@ class OnnxWrapper(nn.Module):
         return names + (["score_map"] if self.size is not None else [])
 
     def forward(self, image: torch.Tensor):
-
         x = aa_resize(image, self.size) if self.size is not None else image
         out = self.model(x)
         probs = torch.softmax(out.logits.float(), dim=1)
@@ -233,7 +232,6 @@ def export_onnx(
     resized to the recorded training size inside the graph unless ``native``; ``fused``
     gives the fused outputs. Returns ``out_path``.
     """
-
     checkpoint = resolve_checkpoint(checkpoint)
     model, meta = load_model(checkpoint)
     out_path = Path(out_path)

@@ -22,6 +22,7 @@ import math
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -157,21 +158,35 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def run_ood_report(args) -> int:
-    """CLI entry: print the table, write ``--json``; exit 3 when images were skipped."""
-    if not args.ood:
+@dataclass(frozen=True)
+class OodReportOptions:
+    """What ``udistill ood-report`` was asked (one field per flag; ``cli.py`` builds it)."""
+
+    checkpoint: str
+    in_folder: str
+    ood: list[str] = field(default_factory=list)
+    json: str | None = None
+    score: str | None = None
+    threshold: float | None = None
+    native: bool = False
+    device: str | None = None
+
+
+def run_ood_report(opts: OodReportOptions) -> int:
+    """The command: print the table, write ``--json``; exit 3 when images were skipped."""
+    if not opts.ood:
         raise UdistillError("ood-report needs at least one --ood DIR")
     r = ood_report(
-        args.checkpoint,
-        args.in_folder,
-        args.ood,
-        score=args.score,
-        device=args.device,
-        native=args.native,
-        threshold=args.threshold,
+        opts.checkpoint,
+        opts.in_folder,
+        opts.ood,
+        score=opts.score,
+        device=opts.device,
+        native=opts.native,
+        threshold=opts.threshold,
     )
     print(format_report(r))
-    if args.json:
-        atomic_write_json(args.json, r)
-        print(f"wrote {args.json}")
+    if opts.json:
+        atomic_write_json(opts.json, r)
+        print(f"wrote {opts.json}")
     return 3 if r["skipped"] else 0

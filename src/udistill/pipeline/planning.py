@@ -25,6 +25,15 @@ import shlex
 from collections.abc import Sequence
 
 from ..config import ExperimentConfig
+from ..data.auxiliary import auxiliary_count
+from ..data.from_config import dataset_for, parse_shifts
+from ..data.labels import SCHEMES
+from ..errors import ConfigError, UdistillError
+from ..models.build import build_model, to_student
+from ..train.recipes import member_recipe
+from .distill import views_for
+from .targets import cache_nbytes
+from .validation import root_not_given
 
 # Train-throughput labels of benchmarks/train_throughput.py -> model keys (encoder/channels)
 _TRAIN_LABELS = {
@@ -93,10 +102,6 @@ def _model_key(cfg: ExperimentConfig) -> str:
 
 def count_images(cfg: ExperimentConfig, role: str, shift=None) -> tuple[int | None, str]:
     """(images, how it was found) of a role's set (or a shift of it)."""
-    from ..data.from_config import dataset_for
-    from ..errors import ConfigError, UdistillError
-    from .validation import root_not_given
-
     try:
         return len(dataset_for(cfg.data, role, shift=shift)), "counted"
     except UdistillError as exc:
@@ -113,8 +118,6 @@ def count_images(cfg: ExperimentConfig, role: str, shift=None) -> tuple[int | No
 
 
 def _num_classes(cfg: ExperimentConfig) -> int:
-    from ..data.labels import SCHEMES
-
     scheme = cfg.data.options.get("label_scheme")
     if scheme in SCHEMES:
         return SCHEMES[scheme].num_classes
@@ -123,8 +126,6 @@ def _num_classes(cfg: ExperimentConfig) -> int:
 
 def model_bytes(cfg: ExperimentConfig, heads: str = "prediction") -> tuple[int, int]:
     """(bytes of the weights file's tensors, bytes of the trainable parameters) of the config's model."""
-    from ..models.build import build_model, to_student
-
     mc = dataclasses.replace(cfg.model, encoder_weights=None)
     model = build_model(mc, _num_classes(cfg))
     if heads != "prediction":
@@ -193,8 +194,6 @@ def _secs(images, per_image_factor, ips):
 
 def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
     """Per-stage disk and time, and the notes that say where the figures come from."""
-    from ..data.from_config import parse_shifts
-
     counts = {split: count_images(cfg, split) for split in ("train", "val", "test")}
     shifts = [(s.name, *count_images(cfg, "test", shift=s)) for s in parse_shifts(cfg.data)]
 
@@ -227,11 +226,6 @@ def estimate(cfg: ExperimentConfig) -> tuple[list[Stage], list[str]]:
 
 def _training_stages(cfg: ExperimentConfig, n_train, train_ips, fwd_ips) -> list[Stage]:
     """Members, teacher cache, student(s) and control."""
-    from ..data.auxiliary import auxiliary_count
-    from ..train.recipes import member_recipe
-    from .distill import views_for
-    from .targets import cache_nbytes
-
     t, dc = cfg.train, cfg.distill
     weights, params = model_bytes(cfg)
     stages = []

@@ -15,7 +15,18 @@ import math
 from typing import Any
 
 from ..config import ExperimentConfig
+from ..data.auxiliary import auxiliary_count, parse_auxiliary
+from ..data.from_config import dataset_for, parse_shifts, parse_val_shifts
+from ..data.labels import SCHEMES
+from ..data.registry import available_datasets
+from ..data.sets import calibration_dataset
+from ..data.synthetic import KNOWN_SHIFTS as SYNTHETIC
+from ..data.transforms import RECIPES
+from ..data.weather import KNOWN_SHIFTS
+from ..device import resolve_device
 from ..errors import ConfigError, UdistillError
+from ..metrics.image import IMAGE_SCORES, conformal_min_frames
+from ..train.recipes import OPTIMIZERS
 
 DATA_MODES = ("check", "plan", "skip")
 
@@ -47,9 +58,6 @@ def validate_config(cfg: ExperimentConfig, data: str = "check", device: str | No
 def check_calibration_size(cfg: ExperimentConfig) -> None:
     """The calibration set must hold enough images for a conformal threshold at
     ``evaluate.false_alarm_rate`` (n + 1 >= 1/rate): found out before training, not after."""
-    from ..data.sets import calibration_dataset
-    from ..metrics.image import conformal_min_frames
-
     try:
         n = len(calibration_dataset(cfg))
     except UdistillError:
@@ -65,8 +73,6 @@ def check_calibration_size(cfg: ExperimentConfig) -> None:
 
 def check_device(name: str, key: str = "device") -> None:
     """The device exists and is on this machine (see :func:`udistill.device.resolve_device`)."""
-    from ..device import resolve_device
-
     try:
         resolve_device(name)
     except ConfigError as exc:
@@ -75,12 +81,6 @@ def check_device(name: str, key: str = "device") -> None:
 
 def check_names(cfg: ExperimentConfig) -> None:
     """Names the registries know: dataset, encoder, head, optimiser, augmentation, targets, image score."""
-    from ..data.from_config import parse_shifts, parse_val_shifts
-    from ..data.registry import available_datasets
-    from ..data.transforms import RECIPES
-    from ..metrics.image import IMAGE_SCORES
-    from ..train.recipes import OPTIMIZERS
-
     known = available_datasets()
     if cfg.data.dataset not in known:
         raise ConfigError(
@@ -104,7 +104,6 @@ def check_names(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"config key 'train.augment': expected one of {', '.join(RECIPES)}")
     if cfg.distill.targets not in ("cached", "online"):
         raise ConfigError("config key 'distill.targets': expected 'cached' or 'online'")
-    from ..data.auxiliary import auxiliary_count, parse_auxiliary
 
     parse_auxiliary(cfg.distill.auxiliary, cfg.data.dataset)  # known sources, existing folders
     auxiliary_count(1, cfg.distill.auxiliary_ratio)  # the ratio in [0, 1)
@@ -140,11 +139,7 @@ _REAL_IMAGE_SETS = ("a2d2", "camvid", "cityscapes", "foggy-cityscapes", "rain-ci
 
 def known_shifts(dataset: str) -> tuple[str, ...] | None:
     """The ``shift=`` names ``dataset`` accepts (None: a data set registered elsewhere, not checked)."""
-    from ..data.weather import KNOWN_SHIFTS
-
     if dataset == "synthetic":
-        from ..data.synthetic import KNOWN_SHIFTS as SYNTHETIC
-
         return tuple(SYNTHETIC)
     if dataset in _REAL_IMAGE_SETS:
         return (*KNOWN_SHIFTS, "none", "clean")
@@ -153,8 +148,6 @@ def known_shifts(dataset: str) -> tuple[str, ...] | None:
 
 def check_shift_names(cfg: ExperimentConfig) -> None:
     """Every shift of ``data.shifts`` and ``data.val_shifts`` names a shift its data set knows."""
-    from ..data.from_config import parse_shifts
-
     for key in ("shifts", "val_shifts"):
         for i, spec in enumerate(parse_shifts(cfg.data, key)):
             if spec.shift is None:
@@ -215,8 +208,6 @@ def check_numbers(cfg: ExperimentConfig) -> None:
 
 def expected_classes(cfg: ExperimentConfig) -> int | None:
     """Classes of the training set without building it: its label scheme, else the data set's own."""
-    from ..data.labels import SCHEMES
-
     d = cfg.data
     options = {**d.options, **d.train_options, **(d.role_options.get("train") or {})}
     scheme = options.get("label_scheme")
@@ -251,8 +242,6 @@ def data_sets(cfg: ExperimentConfig) -> list[tuple[str, Any, str, Any, str | Non
     """(config key, data config, role, shift spec or None, root) of every set a run reads."""
     import dataclasses
 
-    from ..data.from_config import parse_shifts
-
     d = cfg.data
     sets: list[tuple[str, Any, str, Any, str | None]] = [
         ("data", d, role, None, d.root) for role in ("train", "val", "test")
@@ -270,8 +259,6 @@ def check_data(cfg: ExperimentConfig, require_roots: bool = True) -> int | None:
     """Build every set a run reads and count its images (none may be empty); returns the
     number of classes of the training set (None when it is not here, in a dry run)."""
     from pathlib import Path
-
-    from ..data.from_config import dataset_for
 
     num_classes = None
     for key, data, role, spec, root in data_sets(cfg):

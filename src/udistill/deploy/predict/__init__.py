@@ -60,7 +60,15 @@ from .api import BACKENDS, Prediction, Predictor, resolve_checkpoint
 from .geometry import MIN_SIDE, RESIZE_MODES, Geometry
 from .jobs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, plan_inputs
 from .rendering import HEATMAP, heatmap, overlay
-from .runner import EXIT_ERROR, EXIT_OK, EXIT_SKIPPED, predict_image_file, predict_video_file, run_predict
+from .runner import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_SKIPPED,
+    PredictOptions,
+    predict_image_file,
+    predict_video_file,
+    run_predict,
+)
 
 __all__ = [
     "BACKENDS",
@@ -81,5 +89,6 @@ __all__ = [
     "EXIT_SKIPPED",
     "predict_image_file",
     "predict_video_file",
+    "PredictOptions",
     "run_predict",
 ]

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from ...data.labels import SCHEMES, LabelScheme
+from ...device import resolve_device
 from ...errors import CheckpointError, UdistillError
 from ...metrics.image import IMAGE_SCORES
-from ...models.checkpoint import resolve_checkpoint
+from ...models.checkpoint import load_model, resolve_checkpoint
 from .alarm import alarm_score, check_calibration, stored_display_range, stored_threshold
 from .backends import METADATA_KEY, Infer, RawOutput, onnx_backend, torch_backend
 from .geometry import Geometry, check_frame_size
@@ -78,8 +79,6 @@ def make_scheme(meta: dict, num_classes: int) -> LabelScheme:
 
 
 def _resolve_device(device):
-    from ...device import resolve_device
-
     return device if isinstance(device, torch.device) else resolve_device(device or "auto")
 
 
@@ -192,7 +191,6 @@ class Predictor:
         path = resolve_checkpoint(path)
         if path.suffix.lower() == ".onnx":
             raise CheckpointError(f"{path}: an ONNX file needs backend 'onnxruntime' (--backend onnxruntime)")
-        from ...models.checkpoint import load_model
 
         model, meta = load_model(path)
         check_calibration(path, meta)

@@ -36,6 +36,7 @@ import os
 import signal
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -442,46 +443,66 @@ class Problems:
             raise UdistillError(f"none of the {len(self.errors)} inputs could be processed (each is listed above)")
 
 
-def _load_predictor(args) -> Predictor:
+@dataclass(frozen=True)
+class PredictOptions:
+    """What ``udistill predict`` was asked (one field per flag; ``cli.py`` builds it)."""
+
+    checkpoint: str
+    inputs: list[str]
+    out: str
+    device: str | None = None
+    backend: str = "torch"
+    onnx: str | None = None
+    score: str | None = None
+    threshold: float | None = None
+    native: bool = False
+    uncertainty_max: float | None = None
+    alpha: float = 0.5
+    on_error: str = "skip"
+    overwrite: bool = False
+    video_out: bool = False
+
+
+def _load_predictor(opts: PredictOptions) -> Predictor:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predictor = Predictor.from_checkpoint(
-            args.checkpoint,
-            device=getattr(args, "device", None),
-            backend=getattr(args, "backend", "torch"),
-            onnx_path=getattr(args, "onnx", None),
-            score=getattr(args, "score", None),
-            threshold=getattr(args, "threshold", None),
-            native=bool(getattr(args, "native", False)),
+            opts.checkpoint,
+            device=opts.device,
+            backend=opts.backend,
+            onnx_path=opts.onnx,
+            score=opts.score,
+            threshold=opts.threshold,
+            native=bool(opts.native),
         )
     for w in caught:  # one line each on the command line
         print(f"udistill: warning: {w.message}", file=sys.stderr)
     if not predictor.has_uncertainty:  # deliberate (see udistill.deploy.predict): any checkpoint deploys
         print(
-            f"udistill: warning: {args.checkpoint}: no uncertainty head (a teacher member or the baseline, "
+            f"udistill: warning: {opts.checkpoint}: no uncertainty head (a teacher member or the baseline, "
             "not a student); U is 1 - max softmax",
             file=sys.stderr,
         )
     return predictor
 
 
-def run_predict(args) -> dict:
+def run_predict(opts: PredictOptions) -> dict:
     """``udistill predict``: see the module docstring. Returns a summary dict whose
     ``exit_code`` is the command's exit code."""
-    out = Path(args.out)
-    alpha = float(getattr(args, "alpha", 0.5))
+    out = Path(opts.out)
+    alpha = float(opts.alpha)
     if not 0.0 <= alpha <= 1.0:
         raise UdistillError(f"--alpha must lie in [0, 1], got {alpha}")
-    on_error = getattr(args, "on_error", "skip") or "skip"
+    on_error = opts.on_error or "skip"
     if on_error not in ON_ERROR:
         raise UdistillError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
-    overwrite = bool(getattr(args, "overwrite", False))
-    video_out = bool(getattr(args, "video_out", False))
-    jobs = plan_inputs(args.inputs, out)  # fail on a missing input before loading the model
+    overwrite = bool(opts.overwrite)
+    video_out = bool(opts.video_out)
+    jobs = plan_inputs(opts.inputs, out)  # fail on a missing input before loading the model
     _check_out(out)
     check_ownership(jobs, out, video_out)  # never write over a file predict did not create
-    predictor = _load_predictor(args)
-    vmax = getattr(args, "uncertainty_max", None)
+    predictor = _load_predictor(opts)
+    vmax = opts.uncertainty_max
     signature = run_signature(predictor, vmax, alpha)
     images = [j for j in jobs if j.kind == "image"]
     videos = [j for j in jobs if j.kind == "video"]
