@@ -100,7 +100,7 @@ def _cfg(*overrides):
 
 
 def test_calibration_set_sharing_an_image_with_a_test_set_is_refused():
-    from udistill.deploy.alarm_calibration import calibration_dataset, check_disjoint, test_sets
+    from udistill.data.sets import calibration_dataset, check_disjoint, test_sets
     from udistill.errors import ConfigError
 
     ok = _cfg("data.shifts=[fog]")
@@ -216,7 +216,7 @@ def test_camvid_protocol_tests_on_a_sequence_of_its_own():
     from pathlib import Path
 
     from udistill.data.from_config import dataset_for, parse_val_shifts
-    from udistill.deploy.alarm_calibration import calibration_dataset, check_disjoint, item_names, test_sets
+    from udistill.data.sets import calibration_dataset, check_disjoint, item_names, test_sets
 
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(ExperimentConfig, root / "configs" / "camvid-cpu.yaml")

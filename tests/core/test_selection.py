@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from udistill.data.registry import build_dataset
-from udistill.deploy.alarm_calibration import check_disjoint, choose_score
+from udistill.data.sets import check_disjoint
+from udistill.deploy.alarm_calibration import choose_score
 from udistill.errors import ConfigError
 from udistill.evaluation.evaluate import operating_points
 from udistill.evaluation.report.headline import headline_rows, oracle_rows

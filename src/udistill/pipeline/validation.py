@@ -19,7 +19,7 @@ from ..data.auxiliary import auxiliary_count, parse_auxiliary
 from ..data.from_config import dataset_for, parse_shifts, parse_val_shifts
 from ..data.labels import SCHEMES
 from ..data.registry import available_datasets
-from ..data.sets import calibration_dataset
+from ..data.sets import SUBSETS, calibration_dataset
 from ..data.synthetic import KNOWN_SHIFTS as SYNTHETIC
 from ..data.transforms import RECIPES
 from ..data.weather import KNOWN_SHIFTS
@@ -112,7 +112,7 @@ def check_names(cfg: ExperimentConfig) -> None:
             f"config key 'evaluate.ood_score': expected auto or one of {', '.join(IMAGE_SCORES)}, "
             f"got {cfg.evaluate.ood_score!r}"
         )
-    subsets = ("all", "even", "odd")  # udistill.deploy.alarm_calibration.SUBSETS
+    subsets = SUBSETS
     if cfg.evaluate.calibration_subset not in subsets:
         raise ConfigError(
             f"config key 'evaluate.calibration_subset': expected one of {', '.join(subsets)}, "
@@ -247,7 +247,7 @@ def data_sets(cfg: ExperimentConfig) -> list[tuple[str, Any, str, Any, str | Non
         ("data", d, role, None, d.root) for role in ("train", "val", "test")
     ]
     cal = cfg.evaluate.calibration_split
-    if cal and cal != d.val_split:  # as udistill.deploy.alarm_calibration.calibration_dataset builds it
+    if cal and cal != d.val_split:  # as udistill.data.sets.calibration_dataset builds it
         sets.append(("evaluate.calibration_split", dataclasses.replace(d, val_split=cal), "val", None, d.root))
     for key, role in (("shifts", "test"), ("val_shifts", "val")):
         for i, spec in enumerate(parse_shifts(d, key)):
