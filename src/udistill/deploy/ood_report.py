@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.imageio import read_frame
 from ..data.images import list_images
 from ..errors import DataError, UdistillError
 from ..io import atomic_write_json
@@ -39,8 +40,6 @@ def folder_scores(
     predictor: Predictor, folder: str | Path, skipped: list[str]
 ) -> tuple[list[str], dict[str, list[float]]]:
     """(image paths, {score name: values}) for every readable image of ``folder``."""
-    from ..data.imageio import read_frame
-
     _, files = list_images(folder)
     names, scores = [], {s: [] for s in IMAGE_SCORES}
     for path in files:

@@ -26,8 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.imageio import read_frame
+from ..data.images import list_images
 from ..errors import UdistillError
 from ..io import atomic_path
+from .predict.backends import onnx_backend
 
 HOLDOUT_EVERY = 4
 # QOperator (QLinearConv) with per-tensor weights was the fastest variant on an AVX2 CPU
@@ -50,8 +53,6 @@ def split_images(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
 
 def _frame(path: Path) -> np.ndarray:
     """(1, 3, H, W) float32 in [0, 1], as the predictor feeds the graph."""
-    from ..data.imageio import read_frame
-
     rgb = read_frame(path)
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
 
@@ -79,7 +80,6 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration_image
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     except ImportError:
         raise UdistillError("int8 export needs onnx and onnxruntime: pip install 'udistill[deploy]'") from None
-    from ..data.images import list_images
 
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     _, files = list_images(calibration_images)
@@ -136,8 +136,6 @@ def measure_fidelity(fp32_path: str | Path, int8_model: bytes, held: Sequence[Pa
     """Label agreement and Pearson of U between the two graphs on the ``held`` images."""
     import onnxruntime as ort
     import torch
-
-    from .predict.backends import onnx_backend
 
     runs = []
     for model in (str(fp32_path), int8_model):

@@ -60,7 +60,9 @@ from ..metrics import (
 from ..metrics.calibration import PredictorCalibration
 from ..models.build import SegmentationModel
 from ..models.checkpoint import load_model
+from ..progress import progress as progress_bar
 from ..sharding import gather_to_main, global_batches, is_main, my_batches, world
+from ..single_pass.stages import load_predictors
 from .mc_dropout import MCDropout, mc_dropout_rate
 from .methods import PRIMARY, SINGLE_PASS, Method, method_maps, methods_for
 from .selection import apply_image_choice, apply_pixel_choice, select_on_validation
@@ -163,8 +165,6 @@ def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
             m.eval()
     single, records = {}, {}
     if cfg.single_pass.enabled:
-        from ..single_pass.stages import load_predictors
-
         single, records = load_predictors(cfg, baseline, device)
     return EvaluatedModels(
         baseline,
@@ -420,7 +420,6 @@ def evaluate_set(
     batches = my_batches(global_batches(range(len(dataset)), batch_size, max_images))
     loader = DataLoader(dataset, batch_sampler=[idx for _, idx in batches], num_workers=num_workers)
     data_scheme = dataset.scheme.name if hasattr(dataset, "scheme") else None
-    from ..progress import progress as progress_bar
 
     it = progress_bar(loader, f"evaluate {desc}", len(batches), enabled=progress and is_main())
     for (b, idx), batch in zip(batches, it):

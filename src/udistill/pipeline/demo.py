@@ -19,6 +19,9 @@ from importlib import resources
 from pathlib import Path
 
 from ..config import ExperimentConfig, load_config
+from ..io import atomic_write_json
+from ..progress import StageClock
+from .experiment import run_experiment
 
 # stages the demo leaves to `udistill experiment --config configs/synthetic.yaml`
 DEMO_OVERRIDES = ["distill.control=false"]
@@ -57,10 +60,6 @@ def demo_config(out: str | Path, overrides: list[str] | None = None, device: str
 
 def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None, device: str | None = None) -> dict:
     """Run the demo; writes ``<out>/demo-time.json`` (total and per-stage seconds, load)."""
-    from ..io import atomic_write_json
-    from ..progress import StageClock
-    from .experiment import run_experiment
-
     cfg = demo_config(out, overrides, device)
     expected = measured_timings().get("stages_s") or {}
     print(

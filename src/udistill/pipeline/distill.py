@@ -31,6 +31,7 @@ from ..core.losses import SIGMA_LOSSES, distillation_loss
 from ..core.teachers import teacher_targets
 from ..data.auxiliary import DistillationSet, check_folders_disjoint, parse_auxiliary, with_auxiliary
 from ..data.from_config import InMemory, dataset_for
+from ..data.sets import evaluation_sets
 from ..data.transforms import get_recipe
 from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError
@@ -166,8 +167,6 @@ def distillation_set(cfg: ExperimentConfig, train_set):
         train_set, dc.auxiliary, dc.auxiliary_ratio, cfg.data.size, seed=cfg.data.seed, train_dataset=cfg.data.dataset
     )
     if isinstance(dset, DistillationSet) and dset.auxiliary.folders:
-        from ..data.sets import evaluation_sets
-
         check_folders_disjoint(dset.auxiliary, evaluation_sets(cfg))
     if isinstance(dset, DistillationSet) and cfg.data.cache_in_memory:
         dset = DistillationSet(train_set, InMemory(dset.auxiliary))

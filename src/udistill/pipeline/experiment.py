@@ -7,13 +7,23 @@ command after a crash or a kill continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 
 from ..config import ExperimentConfig, save_config
 from ..data.from_config import parse_shifts
+from ..deploy.alarm_calibration import run_calibration
+from ..device import resolve_device
+from ..evaluation.evaluate import run_evaluation
+from ..single_pass.stages import check_config, heads_of, run_single_pass
 from ..train.provenance import rebuilds_stale
 from ..train.recipes import member_recipe
+from .distill import run_control, run_distill
+from .member_jobs import member_job_count, train_members_in_parallel
+from .planning import describe_costs
 from .runlock import locks_run
+from .teacher import train_member
 from .validation import check_encoder, validate_config  # noqa: F401 - validate_config: public here too
 
 _check_encoder = check_encoder  # the old private name
@@ -22,8 +32,6 @@ _check_encoder = check_encoder  # the old private name
 def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrides=()) -> str:
     """The plan of ``cfg``: stages, member recipes, per-stage disk and time estimates
     (:mod:`udistill.pipeline.planning`) and the commands a scheduler can run."""
-    from .planning import describe_costs
-
     validate_config(cfg, data="plan", alarm=True)  # the run's own checks; data not on this machine: published counts
     d, m, t = cfg.data, cfg.model, cfg.train
     lines = [
@@ -46,8 +54,6 @@ def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrid
     shifts = [s.name for s in parse_shifts(d)]
     sp = cfg.single_pass
     if sp.enabled:
-        from ..single_pass.stages import check_config, heads_of
-
         check_config(cfg)
 
         width = {None: "paper heads", 0: "shared 3x3 block, 1x1 heads"}.get(sp.multi_head_channels)
@@ -72,13 +78,8 @@ def run_experiment(
     ``clock`` (a :class:`~udistill.progress.StageClock`) prints one line per stage with its
     expected and elapsed time; without it each stage logs one line. Members run as parallel
     one-thread processes when ``teacher.parallel_jobs`` asks for it on a CPU."""
-    from ..device import resolve_device
-    from .member_jobs import member_job_count, train_members_in_parallel
-
     validate_config(cfg, device=device, alarm=True)  # every value, the device and the data, before the first stage
     if cfg.single_pass.enabled:
-        from ..single_pass.stages import check_config
-
         check_config(cfg)
     jobs = member_job_count(cfg, resolve_device(device or cfg.device))
     if jobs > 1:  # before the run's exclusive lock: the member jobs share it
@@ -89,8 +90,6 @@ def run_experiment(
 
 def _stage(clock, log, name: str, what: str):
     """One stage's line: timed by ``clock`` when given, else logged."""
-    import contextlib
-
     if clock is not None:
         return clock.stage(name, what)
     log(f"[{name}] {what}")
@@ -105,12 +104,6 @@ def _quiet(clock, log):
 @locks_run
 @rebuilds_stale
 def _run_stages(cfg: ExperimentConfig, device, progress: bool, log, clock, parallel_done: bool = False) -> dict:
-    import json
-
-    from ..deploy.alarm_calibration import run_calibration
-    from ..evaluation.evaluate import run_evaluation
-    from .distill import run_control, run_distill
-    from .teacher import train_member
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,8 +126,6 @@ def _run_stages(cfg: ExperimentConfig, device, progress: bool, log, clock, paral
         with _stage(clock, log, "control", "member 0 trained on labels alone for the student's epochs"):
             run_control(cfg, device)
     if cfg.single_pass.enabled:
-        from ..single_pass.stages import heads_of, run_single_pass
-
         what = f"temperature on val, feature density on train, {heads_of(cfg)}-head ensemble on member 0's trunk"
         with _stage(clock, log, "single-pass", what):
             run_single_pass(cfg, device, log=_quiet(clock, log))

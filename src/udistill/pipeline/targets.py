@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UdistillError
 from ..io import atomic_write_json, read_json, remove_stale_temp_files
+from ..progress import progress as progress_bar
 from ..sharding import barrier, broadcast_from_main, global_batches, is_main, my_batches
 
 DEFAULT_REDUCTION = 4
@@ -225,7 +226,6 @@ def build_cache(
     if mine:
         writer = _RowWriter(folder, shape)
         loader = DataLoader(_Indexed(dataset), batch_sampler=[batch for _, batch in mine], num_workers=num_workers)
-        from ..progress import progress as progress_bar
 
         try:
             for idx, images in progress_bar(loader, "teacher cache", len(loader), enabled=progress):

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...data.imageio import read_frame
 from ...errors import DataError, UdistillError
 from ...io import atomic_path, atomic_write_bytes, atomic_write_set, json_bytes, remove_temp_files_of
 from ...progress import progress
@@ -136,8 +137,6 @@ def predict_image_file(
 ) -> Prediction:
     """Predict one image file and write its four outputs as one set (the .json last: it
     exists only beside the three PNGs); DataError for a bad image."""
-    from ...data.imageio import read_frame
-
     o = job_outputs(job, out)
     prepare_outputs(o)
     rgb = read_frame(job.path)
