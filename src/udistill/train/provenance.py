@@ -10,7 +10,7 @@ records, in its checkpoint metadata under ``built_from``, digests of its inputs:
 - the student: the weights digest of every member of the ensemble and of the model it
   starts from, plus a digest of its own config;
 - the OOD calibration (the ``ood`` record in the student checkpoint): the student's weights
-  digest (:func:`calibration_inputs`), written by whoever calibrates.
+  digest (:func:`udistill.deploy.predict.alarm.calibration_inputs`), written by whoever calibrates.
 
 A weights digest is the ``sha256`` of the tensors that every checkpoint already carries in its
 header (reading it costs a header read; re-saving the same weights, as calibration does,
@@ -23,6 +23,9 @@ stage aside to ``<run>/.stale/`` and rebuilds it, and a direct command
 what changed. Checkpoints written before provenance existed carry no ``built_from`` and
 are reused as before; an input that is missing now (e.g. deleted members) cannot be
 checked and does not make a stage stale.
+
+It lives in ``train/`` rather than the pipeline because evaluation and the single-pass stages
+check a stage's staleness before loading it, and they may not import the pipeline.
 """
 
 from __future__ import annotations
