@@ -3,7 +3,7 @@
 U is the paper's pixel uncertainty (eq. 8): the mean over classes of the student's σ (or
 of the ensemble's Σ). An image score reduces U to one number (mean, median, min, max or
 the paper's (median + min) / max) for the out-of-distribution alarm. Both come from the
-one registry of scores (:func:`udistill.evaluation.methods.score_map`,
+one registry of scores (:func:`udistill.core.pixel_scores.score_map`,
 :func:`udistill.metrics.image_scores`), so the library, the CLI and the evaluation agree.
 """
 

@@ -28,7 +28,7 @@ class MCDropout(nn.Module):
 
     Call with images (N, 3, H, W) in [0, 1] and an optional ``seed`` (default: the one given
     at construction; evaluation passes seed + batch index so batches differ but runs agree).
-    Returns :class:`~udistill.evaluation.methods.PredictorOutput` (mean probabilities, std, MI).
+    Returns :class:`~udistill.core.pixel_scores.PredictorOutput` (mean probabilities, std, MI).
     """
 
     def __init__(self, model: nn.Module, rate: float, samples: int = 10, seed: int = 0):
