@@ -28,10 +28,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# ruff (configured in pyproject.toml): lint rules, then the formatter's check (nothing is rewritten)
+# ruff (configured in pyproject.toml): lint rules, then the formatter's check (nothing is rewritten);
+# lint-imports: the import contract of pyproject.toml [tool.importlinter] (docs/architecture.md)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

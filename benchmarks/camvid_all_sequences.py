@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from udistill.device import resolve_device
     from udistill.io import atomic_write_json, atomic_write_text
     from udistill.models.checkpoint import load_model
-    from udistill.teacher import train_member
+    from udistill.pipeline.teacher import train_member
     from udistill.train.loop import validate
 
     cfg = load_config(ExperimentConfig, args.config, [*ALL_SEQUENCES, f"out_dir={args.out}", *args.overrides])

@@ -143,9 +143,9 @@ def summarise(res: dict, run: Path, members_from: Path, heads: str = "student") 
 
 def run_variant(name: str, seed: int, members_from: Path, out: Path, light: bool, extra: list[str] = ()) -> Path:
     from udistill.config import ExperimentConfig, load_config
-    from udistill.demo import preset_path
-    from udistill.distill import run_control, run_distill
-    from udistill.evaluate import run_evaluation
+    from udistill.evaluation.evaluate import run_evaluation
+    from udistill.pipeline.demo import preset_path
+    from udistill.pipeline.distill import run_control, run_distill
 
     run = out / f"{name}-s{seed}"
     res = run / "evaluation" / "results.json"

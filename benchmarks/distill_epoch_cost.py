@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from udistill.config import DistillConfig, ModelConfig, TrainConfig
+from udistill.core.ensemble import Ensemble
 from udistill.data import build_dataset
-from udistill.distill import distillation_objective
-from udistill.ensemble import Ensemble
 from udistill.models import build_model, to_student
-from udistill.targets import build_cache
+from udistill.pipeline.distill import distillation_objective
+from udistill.pipeline.targets import build_cache
 from udistill.train import fit
 
 

@@ -29,11 +29,11 @@ SIDES = ("student", "ensemble", "baseline")
 
 
 def main(argv: list[str]) -> int:
-    from udistill.calibration import Selection
     from udistill.config import ExperimentConfig, load_config
     from udistill.data.from_config import dataset_for, parse_shifts
+    from udistill.data.sets import Selection
     from udistill.device import resolve_device
-    from udistill.evaluate import SetAccumulator, evaluate_set, load_models
+    from udistill.evaluation.evaluate import SetAccumulator, evaluate_set, load_models
     from udistill.metrics import binomial_upper_bound, conformal_threshold
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -132,11 +132,13 @@ def _predict_in_process(ckpt: Path, inputs, out: Path, native: bool) -> tuple[fl
     """(wall seconds, exit code) of the ``udistill predict`` code path, in this process."""
     import contextlib
     import io
-    from argparse import Namespace
 
-    from udistill.predict.runner import run_predict as predict
+    from udistill.deploy.predict.runner import PredictOptions
+    from udistill.deploy.predict.runner import run_predict as predict
 
-    args = Namespace(checkpoint=str(ckpt), inputs=[str(i) for i in inputs], out=str(out), native=native, device="cpu")
+    args = PredictOptions(
+        checkpoint=str(ckpt), inputs=[str(i) for i in inputs], out=str(out), native=native, device="cpu"
+    )
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         code = predict(args)["exit_code"]
@@ -145,7 +147,7 @@ def _predict_in_process(ckpt: Path, inputs, out: Path, native: bool) -> tuple[fl
 
 def section_throughput(ckpt: Path, frames: list[Path], tmp: Path) -> None:
     from udistill.data.imageio import read_image
-    from udistill.predict import Predictor
+    from udistill.deploy.predict import Predictor
 
     print(f"\n1. predict throughput, {len(frames)} frames of 360x480, one thread")
     for label, native in (("resize to 176x240 (default)", False), ("--native (model at 360x480)", True)):
@@ -206,8 +208,8 @@ def _latency(sess, x, repeats: int) -> tuple[float, int]:
 
 
 def section_onnx(ckpt: Path, tmp: Path, repeats: int, trained: bool) -> None:
-    from udistill.export import export_onnx
-    from udistill.quantize import quantize_onnx
+    from udistill.deploy.export import export_onnx
+    from udistill.deploy.quantize import quantize_onnx
 
     calib = tmp / "calib"
     synthetic_frames(calib, 20, split="train")
@@ -265,7 +267,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="udistill-field-") as t:
         tmp = Path(t)
         if args.checkpoint:
-            from udistill.predict import resolve_checkpoint
+            from udistill.deploy.predict import resolve_checkpoint
 
             ckpt, trained = resolve_checkpoint(args.checkpoint), True
         else:

@@ -56,7 +56,7 @@ def demo_time() -> str:
 
 
 def demo_headline() -> str:
-    from udistill.report.headline import headline_rows, headline_text
+    from udistill.evaluation.report.headline import headline_rows, headline_text
 
     r = _load("demo-synthetic/results.json")
     return "```\n" + headline_text(r.get("headline") or headline_rows(r)) + "\n```"
@@ -110,7 +110,7 @@ def _verdict(r: dict, spread: float = 0.02) -> str:
 
 
 def camvid_headline() -> str:
-    from udistill.report.headline import headline_rows, headline_text
+    from udistill.evaluation.report.headline import headline_rows, headline_text
 
     r = _load("camvid-cpu/results.json")
     return "```\n" + headline_text(headline_rows(r)) + "\n```"
@@ -474,7 +474,7 @@ def sigma_origin() -> str:
 
 
 def _single_pass(rel: str) -> str:
-    from udistill.report.tables import single_pass_table, to_markdown
+    from udistill.evaluation.report.tables import single_pass_table, to_markdown
 
     table = single_pass_table(_load(rel))
     body = to_markdown(table).split("\n", 2)[2]  # without the report's own heading

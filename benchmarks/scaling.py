@@ -50,9 +50,9 @@ class Frozen(torch.utils.data.Dataset):
 
 def _models():
     from udistill.config import ModelConfig
-    from udistill.ensemble import Ensemble
-    from udistill.evaluate import EvaluatedModels
-    from udistill.mc_dropout import MCDropout
+    from udistill.core.ensemble import Ensemble
+    from udistill.evaluation.evaluate import EvaluatedModels
+    from udistill.evaluation.mc_dropout import MCDropout
     from udistill.models import build_model, to_student
 
     cfg = ModelConfig(
@@ -74,9 +74,9 @@ def worker(rank: int, world: int, init: str, data: str, out: str, batch: int) ->
     if world > 1:
         dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
     try:
-        from udistill.evaluate import SetAccumulator, evaluate_set, predictor_table
+        from udistill.evaluation.evaluate import SetAccumulator, evaluate_set, predictor_table
+        from udistill.pipeline.targets import build_cache
         from udistill.sharding import barrier
-        from udistill.targets import build_cache
 
         ds = Frozen(data)
         ens, models = _models()
@@ -129,7 +129,7 @@ def _close(a, b, tol: float = 1e-6) -> bool:
 
 def paper_estimate() -> dict:
     from udistill.config import ExperimentConfig, load_config
-    from udistill.planning import estimate
+    from udistill.pipeline.planning import estimate
 
     cfg = load_config(ExperimentConfig, str(ROOT / "configs" / "cityscapes-paper.yaml"), [])
     stages, notes = estimate(cfg)

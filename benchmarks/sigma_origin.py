@@ -67,11 +67,11 @@ def run_variant(name: str, seed: int, members_from: Path, out: Path, extra=()) -
     import torch
 
     from udistill.config import ExperimentConfig, load_config
-    from udistill.demo import preset_path
-    from udistill.distill import run_distill
-    from udistill.ensemble import Ensemble
+    from udistill.core.ensemble import Ensemble
     from udistill.metrics import ood_metrics
     from udistill.metrics.fade import FADE_LEVELS, fade_response, fade_verdict
+    from udistill.pipeline.demo import preset_path
+    from udistill.pipeline.distill import run_distill
 
     run = out / f"{name}-s{seed}"
     record = run / "sigma-origin.json"

@@ -38,8 +38,8 @@ import torch
 from machine import commit
 from torch import nn
 
-from udistill.benchmark import device_name
 from udistill.config import ExperimentConfig, load_config
+from udistill.deploy.benchmark import device_name
 from udistill.io import atomic_write_json
 from udistill.models.build import build_model
 from udistill.single_pass.feature_density import GaussianDensity

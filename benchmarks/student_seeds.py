@@ -32,10 +32,10 @@ PREDICTOR = {"ensemble": "teacher"}
 
 
 def evaluate_seed(run: Path, seed: int) -> dict:
-    from udistill.calibration import run_calibration
     from udistill.config import ExperimentConfig, load_config
-    from udistill.distill import run_distill
-    from udistill.evaluate import run_evaluation
+    from udistill.deploy.alarm_calibration import run_calibration
+    from udistill.evaluation.evaluate import run_evaluation
+    from udistill.pipeline.distill import run_distill
 
     out = run.parent / f"{run.name}-student-seed{seed}"
     linked_run(out, run, SHARED)

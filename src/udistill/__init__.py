@@ -38,7 +38,7 @@ __all__ = ["__version__", "Predictor", "Prediction", *_CORE]
 
 def __getattr__(name):  # lazy: `import udistill` stays cheap, torch loads on first use
     if name in ("Predictor", "Prediction"):
-        from . import predict
+        from .deploy import predict
 
         return getattr(predict, name)
     if name in _CORE:

@@ -6,6 +6,7 @@ Errors the user can fix (:class:`~udistill.errors.UdistillError`) print one line
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -71,7 +72,7 @@ def _experiment_config(args, extra: list[str] = (), data: str = "check", alarm: 
     if getattr(args, "device", None):
         overrides.append(f"device={args.device}")
     cfg = load_config(ExperimentConfig, args.config, [*overrides, *extra])
-    from .validation import validate_config
+    from .pipeline.validation import validate_config
 
     # every value, the device and the data, before any stage runs: one clear line, exit 2
     validate_config(cfg, data=data, alarm=alarm)
@@ -80,7 +81,7 @@ def _experiment_config(args, extra: list[str] = (), data: str = "check", alarm: 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .demo import measured_duration
+    from .pipeline.demo import measured_duration
 
     parser = argparse.ArgumentParser(
         prog="udistill",
@@ -202,7 +203,7 @@ def _experiment_commands(sub) -> None:
     _add_config_args(xp, required=True)
     xp.add_argument("--dry-run", action="store_true", help="validate the config and print the plan")
 
-    from .demo import measured_duration
+    from .pipeline.demo import measured_duration
 
     took = measured_duration()
     dm = sub.add_parser(
@@ -339,6 +340,12 @@ def _benchmark_command(sub) -> None:
     )
 
 
+def _options(cls, args: argparse.Namespace):
+    """A command's typed options (a dataclass whose fields are its flags' names) from the
+    parsed arguments: the library below this module never sees argparse."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
 def _cmd_data(args) -> int:
     from .data import tools
 
@@ -371,14 +378,14 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_train_teacher(args) -> int:
-    from .teacher import parse_members, train_members
+    from .pipeline.teacher import parse_members, train_members
 
     cfg = _experiment_config(args)
     members = [args.member] if args.member is not None else parse_members(args.members)
     import contextlib
 
-    from .member_jobs import REBUILD_ENV
-    from .provenance import rebuilding_stale
+    from .pipeline.member_jobs import REBUILD_ENV
+    from .train.provenance import rebuilding_stale
 
     # a job started by experiment/demo (teacher.parallel_jobs) rebuilds a stale member as they do
     rebuild = rebuilding_stale() if os.environ.get(REBUILD_ENV) == "1" else contextlib.nullcontext()
@@ -391,7 +398,7 @@ def _cmd_train_teacher(args) -> int:
 
 
 def _cmd_distill(args) -> int:
-    from .distill import run_control, run_distill
+    from .pipeline.distill import run_control, run_distill
 
     cfg = _experiment_config(args)
     with _distributed() as ctx:
@@ -405,9 +412,9 @@ def _cmd_distill(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluate import run_evaluation
-    from .provenance import check_run
-    from .runlock import run_lock
+    from .evaluation.evaluate import run_evaluation
+    from .pipeline.runlock import run_lock
+    from .train.provenance import check_run
 
     cfg = _experiment_config(args)
     with _distributed() as ctx, run_lock(cfg.out_dir):  # torchrun: ranks share the images, rank 0 writes
@@ -419,7 +426,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from .calibration import run_calibrate_cli
+    from .deploy.alarm_calibration import CalibrateOptions, run_calibrate_cli
 
     if args.config and not args.images:  # the config's values (rate, score, device, data) before any student loads
         extra = [f"evaluate.false_alarm_rate={args.false_alarm}"] if args.false_alarm is not None else []
@@ -428,7 +435,7 @@ def _cmd_calibrate(args) -> int:
         from .device import resolve_device
 
         resolve_device(args.device)
-    for path, rec in run_calibrate_cli(args).items():
+    for path, rec in run_calibrate_cli(_options(CalibrateOptions, args)).items():
         print(
             f"{path}: alarm score {rec['score']}, threshold {rec['thresholds'][rec['score']]:.6g} at "
             f"{rec['false_alarm_rate']:.1%} false alarms on {rec['calibration_set']}"
@@ -437,7 +444,7 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_experiment(args) -> int:
-    from .experiment import describe_plan, run_experiment
+    from .pipeline.experiment import describe_plan, run_experiment
 
     cfg = _experiment_config(args, data="plan" if args.dry_run else "check", alarm=True)
     if args.dry_run:
@@ -448,20 +455,20 @@ def _cmd_experiment(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .pipeline.demo import run_demo
 
     run_demo(args.out, overrides=args.overrides, device=args.device)
     return 0
 
 
 def _cmd_predict(args) -> int:
-    from .predict import run_predict
+    from .deploy.predict.runner import PredictOptions, run_predict
 
-    return run_predict(args)["exit_code"]
+    return run_predict(_options(PredictOptions, args))["exit_code"]
 
 
 def _cmd_export(args) -> int:
-    from .export import export_onnx
+    from .deploy.export import export_onnx
 
     if args.int8 and not args.calibration_images:
         from .errors import UdistillError
@@ -470,7 +477,7 @@ def _cmd_export(args) -> int:
     path = export_onnx(args.checkpoint, args.onnx, opset=args.opset, native=args.native, fused=args.fused)
     print(f"wrote {path}")
     if args.int8:
-        from .quantize import quantize_onnx
+        from .deploy.quantize import quantize_onnx
 
         int8 = path.with_name(path.stem + ".int8.onnx")
         fid = quantize_onnx(path, int8, args.calibration_images)
@@ -482,15 +489,15 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_ood_report(args) -> int:
-    from .ood_report import run_ood_report
+    from .deploy.ood_report import OodReportOptions, run_ood_report
 
-    return run_ood_report(args)
+    return run_ood_report(_options(OodReportOptions, args))
 
 
 def _cmd_benchmark(args) -> int:
-    from .benchmark import run_benchmark_cli
+    from .deploy.benchmark import BenchmarkOptions, run_benchmark_cli
 
-    run_benchmark_cli(args)
+    run_benchmark_cli(_options(BenchmarkOptions, args))
     return 0
 
 
@@ -524,13 +531,15 @@ class _distributed:
         import torch
         import torch.distributed as dist
 
-        self.active = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+        from .sharding import is_main, launched_world_size, world
+
+        self.active = launched_world_size() > 1 and not dist.is_initialized()
         if self.active:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             dist.init_process_group(backend)
             if torch.cuda.is_available():
-                torch.cuda.set_device(dist.get_rank() % torch.cuda.device_count())
-        self.is_main = not dist.is_initialized() or dist.get_rank() == 0
+                torch.cuda.set_device(world()[0] % torch.cuda.device_count())
+        self.is_main = is_main()
         return self
 
     def __exit__(self, *exc):

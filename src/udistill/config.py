@@ -91,7 +91,7 @@ class TeacherConfig:
     diverse_init: bool = False  # True: member K is initialised with init_seed + K
     diversify: bool = True  # per-member lr / optimiser / augmentation drawn from K
     # members trained side by side as one-thread processes on a CPU (experiment/demo): 1 = one
-    # after another in this process, 0 = one job per core (see udistill.member_jobs)
+    # after another in this process, 0 = one job per core (see udistill.pipeline.member_jobs)
     parallel_jobs: int = 1
 
 
@@ -109,14 +109,14 @@ class DistillConfig:
     lr: float | None = None  # None = train.lr
     light_student: bool = False  # also distil a light-head student (compared in the evaluation)
     # recipe: "paper" (eq. 7 MSE, fresh uncertainty head, clean training images) or "udistill"
-    # (see udistill.distill.RECIPES); the three keys below override single parts of it
+    # (see udistill.pipeline.distill.RECIPES); the three keys below override single parts of it
     recipe: str = "paper"
-    sigma_loss: str | None = None  # mse | log-mse | sqrt-mse (udistill.losses.sigma_loss_fn)
+    sigma_loss: str | None = None  # mse | log-mse | sqrt-mse (udistill.core.losses.sigma_loss_fn)
     sigma_init: str | None = None  # none | teacher-mean (bias = logit of the mean Σ per class) | a number
-    views: str | None = None  # none | perturb (distil on perturbed views, udistill.perturb)
+    views: str | None = None  # none | perturb (distil on perturbed views, udistill.pipeline.perturb)
     view_count: int = 4  # cached targets: K fixed views per image (view 0 clean); online: fresh views
     cache_reduction: int = (
-        4  # cached targets stored at 1/r of the input (the heads' resolution); 1 = full (udistill.targets)
+        4  # cached targets stored at 1/r of the input (the heads' resolution); 1 = full (udistill.pipeline.targets)
     )
     teacher_precision: str = "fp32"  # online targets: the ensemble runs outside float16 autocast (fp32 | bf16)
     control: bool = True  # also fine-tune member 0 on labels alone for the same epochs (the control)

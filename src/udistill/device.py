@@ -10,9 +10,9 @@ a :class:`~udistill.errors.ConfigError`: one line and exit code 2 in every comma
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 
 from .errors import ConfigError
+from .sharding import world
 
 KNOWN = "auto, cpu, cuda, cuda:N or mps"
 
@@ -28,7 +28,7 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         raise ConfigError(f"device {name!r}: expected a device name ({KNOWN})")
     if name == "auto":
         if torch.cuda.is_available():
-            rank = dist.get_rank() if dist.is_initialized() else 0
+            rank = world()[0]
             return torch.device("cuda", rank % torch.cuda.device_count())
         return torch.device("cpu")
     try:

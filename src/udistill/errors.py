@@ -25,3 +25,7 @@ class CheckpointError(UdistillError):
 
 class TrainingError(UdistillError):
     """Training cannot go on (for example a non-finite loss)."""
+
+
+class StaleStageError(CheckpointError):
+    """A finished stage was built from inputs that have changed since."""

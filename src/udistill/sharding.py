@@ -1,5 +1,5 @@
-"""Splitting a pass over a data set across ``torchrun`` ranks so that the result equals a
-one-process run exactly.
+"""Which ``torchrun`` rank this process is, and splitting a pass over a data set across the
+ranks so that the result equals a one-process run exactly. The one place that asks.
 
 Why batches, not images, are dealt out: a convolution's rounding can depend on what else is
 in its batch, so a rank computes each image in the same batch (same neighbours, same batch
@@ -15,6 +15,7 @@ nothing else of udistill.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,16 @@ def world() -> tuple[int, int]:
 
 def is_main() -> bool:
     return world()[0] == 0
+
+
+def launched_world_size() -> int:
+    """How many processes torchrun started (``WORLD_SIZE``), known before the process group exists."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_rank() -> int:
+    """This process's torchrun rank (``RANK``), known before the process group exists."""
+    return int(os.environ.get("RANK", "0") or 0)
 
 
 def global_batches(indices: Sequence[int], batch_size: int, limit: int | None = None) -> list[list[int]]:

@@ -11,7 +11,7 @@ from udistill.train.distributed import shut_down
 def tiny_ensemble():
     """Two seeded 16-channel members (the same weights in every process)."""
     from udistill.config import ModelConfig
-    from udistill.ensemble import Ensemble
+    from udistill.core.ensemble import Ensemble
     from udistill.models import build_model
 
     cfg = ModelConfig(encoder="tu-mobilenetv3_small_100", encoder_weights=None, decoder_channels=16, head_channels=16)
@@ -29,7 +29,7 @@ def build(rank: int, world_size: int, init_file: str, folder: str, n: int, reduc
     clean = False
     try:
         from tests.toy import ToyDataset
-        from udistill.targets import build_cache
+        from udistill.pipeline.targets import build_cache
 
         build_cache(tiny_ensemble(), ToyDataset(n), folder, batch_size=2, progress=False, reduction=reduction)
         clean = True

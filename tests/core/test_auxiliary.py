@@ -17,6 +17,8 @@ from PIL import Image
 
 from tests.toy import ToyDataset
 from udistill.config import DistillConfig, ModelConfig, TrainConfig
+from udistill.core.ensemble import Ensemble
+from udistill.core.losses import distillation_loss
 from udistill.data import weather
 from udistill.data.auxiliary import (
     AUXILIARY_SPLIT,
@@ -33,11 +35,9 @@ from udistill.data.images import ImageFolder
 from udistill.data.labels import IGNORE_INDEX
 from udistill.data.synthetic import SPLIT_LENGTHS, STYLES, scene_seed
 from udistill.data.transforms import get_recipe
-from udistill.distill import distillation_objective
-from udistill.ensemble import Ensemble
 from udistill.errors import ConfigError
-from udistill.losses import distillation_loss
 from udistill.models import build_model, to_student
+from udistill.pipeline.distill import distillation_objective
 from udistill.train.loop import fit
 
 ROOT = Path(__file__).resolve().parents[2]

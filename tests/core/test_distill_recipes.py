@@ -7,13 +7,13 @@ import torch
 
 from tests.toy import ToyDataset
 from udistill.config import DistillConfig, ModelConfig, TrainConfig
+from udistill.core.ensemble import Ensemble
+from udistill.core.losses import distillation_loss, sigma_loss_fn
 from udistill.data.transforms import get_recipe
-from udistill.distill import distillation_objective, init_sigma_bias, resolve_recipe, teacher_targets
-from udistill.ensemble import Ensemble
-from udistill.losses import distillation_loss, sigma_loss_fn
 from udistill.models import build_model, to_student
-from udistill.perturb import PerturbedViews, ViewDataset
-from udistill.targets import build_cache, reduce_maps
+from udistill.pipeline.distill import distillation_objective, init_sigma_bias, resolve_recipe, teacher_targets
+from udistill.pipeline.perturb import PerturbedViews, ViewDataset
+from udistill.pipeline.targets import build_cache, reduce_maps
 from udistill.train.loop import fit
 from udistill.train.views import TrainView
 
@@ -102,7 +102,7 @@ def test_views_are_deterministic_perturbed_and_never_weather(ensemble):
     assert not torch.equal(x0, x1)  # a fresh view each epoch online
     import inspect
 
-    import udistill.perturb as perturb
+    import udistill.pipeline.perturb as perturb
 
     assert "weather" not in inspect.getsource(perturb).split('"""', 2)[2]  # no evaluation shift generator is used
 

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from udistill.ensemble import Ensemble, RunningMoments
+from udistill.core.ensemble import Ensemble, RunningMoments
 from udistill.models.build import SegOutput
 
 

@@ -10,12 +10,12 @@ import torch
 
 from tests.toy import ToyDataset
 from udistill.config import ExperimentConfig, ModelConfig, load_config
-from udistill.ensemble import Ensemble
-from udistill.evaluate import EvaluatedModels, SetAccumulator, evaluate_set, pixel_results, predictor_table
-from udistill.mc_dropout import MCDropout
-from udistill.methods import methods_for
+from udistill.core.ensemble import Ensemble
+from udistill.evaluation.evaluate import EvaluatedModels, SetAccumulator, evaluate_set, pixel_results, predictor_table
+from udistill.evaluation.mc_dropout import MCDropout
+from udistill.evaluation.methods import methods_for
+from udistill.evaluation.report.tables import pixel_table
 from udistill.models import build_model, to_student
-from udistill.report.tables import pixel_table
 
 MODEL = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=16, head_channels=16, dropout=0.1)
 
@@ -100,7 +100,7 @@ def _cfg(*overrides):
 
 
 def test_calibration_set_sharing_an_image_with_a_test_set_is_refused():
-    from udistill.calibration import calibration_dataset, check_disjoint, test_sets
+    from udistill.data.sets import calibration_dataset, check_disjoint, test_sets
     from udistill.errors import ConfigError
 
     ok = _cfg("data.shifts=[fog]")
@@ -136,7 +136,7 @@ def test_mc_dropout_is_seeded_and_samples_only_the_head_dropout():
 def test_evaluated_teacher_uses_t1_and_removed_key_is_reported(tmp_path, capsys):
     import yaml
 
-    from udistill.evaluate import load_models
+    from udistill.evaluation.evaluate import load_models
     from udistill.models import save_model
 
     run = tmp_path / "run"
@@ -170,7 +170,7 @@ def test_evaluated_teacher_uses_t1_and_removed_key_is_reported(tmp_path, capsys)
 
 
 def test_registry_names_every_method_once_and_keeps_the_old_keys():
-    from udistill.methods import METHODS, PREDICTORS
+    from udistill.evaluation.methods import METHODS, PREDICTORS
 
     keys = [m.key for m in METHODS]
     assert len(keys) == len(set(keys))
@@ -191,8 +191,8 @@ def test_registry_names_every_method_once_and_keeps_the_old_keys():
 
 
 def test_predict_defaults_to_the_alarm_score_chosen_on_validation_shifts():
+    from udistill.deploy.predict import Predictor
     from udistill.metrics import IMAGE_SCORES
-    from udistill.predict import Predictor
 
     student = to_student(build_model(MODEL, 3), "prediction+uncertainty").eval()
     meta = {
@@ -215,8 +215,8 @@ def test_camvid_protocol_tests_on_a_sequence_of_its_own():
     dusk = test 0001TP (62); validation shifts come from train 0001TP and val, never test."""
     from pathlib import Path
 
-    from udistill.calibration import calibration_dataset, check_disjoint, item_names, test_sets
     from udistill.data.from_config import dataset_for, parse_val_shifts
+    from udistill.data.sets import calibration_dataset, check_disjoint, item_names, test_sets
 
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(ExperimentConfig, root / "configs" / "camvid-cpu.yaml")

@@ -13,7 +13,7 @@ from PIL import Image
 
 from toy import save_random_run
 from udistill.config import ExperimentConfig, ModelConfig, load_config
-from udistill.evaluate import run_evaluation
+from udistill.evaluation.evaluate import run_evaluation
 from udistill.metrics import image_scores, ood_metrics
 from udistill.models.checkpoint import load_model
 

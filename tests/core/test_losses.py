@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from udistill.losses import distillation_loss
+from udistill.core.losses import distillation_loss
 
 
 def _softmax(x, axis):

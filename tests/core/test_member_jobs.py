@@ -8,10 +8,10 @@ import torch
 
 from udistill.config import ExperimentConfig, load_config
 from udistill.errors import TrainingError
-from udistill.member_jobs import member_job_count, train_members_in_parallel
 from udistill.models import load_model
-from udistill.runlock import run_lock
-from udistill.teacher import train_member
+from udistill.pipeline.member_jobs import member_job_count, train_members_in_parallel
+from udistill.pipeline.runlock import run_lock
+from udistill.pipeline.teacher import train_member
 
 pytestmark = pytest.mark.slow  # starts child processes that train
 

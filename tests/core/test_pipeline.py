@@ -12,7 +12,7 @@ import yaml
 from toy import save_random_run
 from udistill.cli import main
 from udistill.config import ExperimentConfig, ModelConfig, load_config
-from udistill.evaluate import METHODS, run_evaluation
+from udistill.evaluation.evaluate import METHODS, run_evaluation
 from udistill.metrics import IMAGE_SCORES
 from udistill.models import build_model, read_metadata, save_model, to_student
 
@@ -35,7 +35,7 @@ def test_dry_run_rejects_a_bad_config(tmp_path, capsys):
 
 
 def test_demo_preset_is_the_shipped_synthetic_config():
-    from udistill.demo import preset_path
+    from udistill.pipeline.demo import preset_path
 
     assert preset_path().read_text() == (ROOT / "configs" / "synthetic.yaml").read_text()
 
@@ -76,7 +76,7 @@ def test_evaluation_writes_every_documented_key_and_figure(tmp_path):
             "evaluate.false_alarm_rate=0.2",  # 6 calibration images: a conformal 5 % needs 19
         ],
     )
-    from udistill.calibration import run_calibration
+    from udistill.deploy.alarm_calibration import run_calibration
 
     run_calibration(cfg)  # the alarm is fitted by calibrate (on val), evaluation only reads it
     stamp = (run / "student" / "model.safetensors").read_bytes()
@@ -193,7 +193,7 @@ def test_tiny_experiment_end_to_end_and_rerun_skips_finished_stages(tmp_path, ca
     for f in ("members/member-0/model.safetensors", "student/model.safetensors"):
         meta = read_metadata(exp / f)
         assert meta["input_size"] == [32, 48] and meta["resize"] == "stretch"
-    from udistill.provenance import weights_digest
+    from udistill.train.provenance import weights_digest
 
     built = read_metadata(exp / "student" / "model.safetensors")["built_from"]
     assert built["members"] == {

@@ -8,9 +8,9 @@ import torch
 
 from udistill.cli import build_parser
 from udistill.config import ExperimentConfig, load_config
-from udistill.experiment import describe_plan
 from udistill.models import build_model, save_model
-from udistill.planning import estimate, model_bytes, plan_commands
+from udistill.pipeline.experiment import describe_plan
+from udistill.pipeline.planning import estimate, model_bytes, plan_commands
 
 ROOT = Path(__file__).parents[2]
 
@@ -78,7 +78,7 @@ def test_planning_reads_the_committed_benchmark_results():
     import json
     from pathlib import Path
 
-    from udistill.planning import MEASURED
+    from udistill.pipeline.planning import MEASURED
 
     root = Path(__file__).resolve().parents[2]
     for name in ("benchmark-cpu.json", "train-throughput-cpu-1thread.json", "distill-epoch-cost-cpu.json"):

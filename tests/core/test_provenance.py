@@ -20,14 +20,14 @@ import pytest
 import torch
 import yaml
 
-from udistill import provenance
 from udistill.cli import main
 from udistill.config import ExperimentConfig, ModelConfig, load_config
-from udistill.distill import run_distill
 from udistill.models.build import build_model, to_student
 from udistill.models.checkpoint import read_metadata, save_model
-from udistill.runlock import LOCK_NAME, RunLockedError, run_lock
-from udistill.teacher import train_member
+from udistill.pipeline.distill import run_distill
+from udistill.pipeline.runlock import LOCK_NAME, RunLockedError, run_lock
+from udistill.pipeline.teacher import train_member
+from udistill.train import provenance
 
 MODEL = {"encoder": "tu-mobilenetv3_small_100", "decoder_channels": 16, "head_channels": 16}
 META = {"classes": ["c"] * 11, "label_scheme": "camvid11"}
@@ -149,7 +149,7 @@ def test_the_student_records_what_it_was_built_from(tmp_path):
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from udistill.runlock import run_lock
+    from udistill.pipeline.runlock import run_lock
     with run_lock(sys.argv[1]):
         print("locked", flush=True)
         time.sleep(120)
@@ -205,7 +205,7 @@ def test_two_processes_racing_for_a_free_lock_get_one_winner(tmp_path):
     run.mkdir()
     code = textwrap.dedent("""
         import sys, time
-        from udistill.runlock import run_lock, RunLockedError
+        from udistill.pipeline.runlock import run_lock, RunLockedError
         time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
         try:
             with run_lock(sys.argv[1]):
@@ -229,7 +229,7 @@ def test_member_jobs_run_side_by_side_but_not_beside_a_run_writer(tmp_path):
     run = tmp_path / "run"
     code = textwrap.dedent("""
         import sys, time
-        from udistill.runlock import run_lock
+        from udistill.pipeline.runlock import run_lock
         stage = sys.argv[2] if sys.argv[2] != "-" else None
         with run_lock(sys.argv[1], stage=stage):
             print("locked", flush=True)
@@ -279,7 +279,7 @@ def test_member_jobs_run_side_by_side_but_not_beside_a_run_writer(tmp_path):
 def test_an_unfinished_state_of_other_inputs_is_not_resumed(tmp_path):
     """A training state left by a run of another recipe is moved aside, not continued; the
     same inputs resume; the marker records what the state is being built from."""
-    from udistill.provenance import PARTIAL_FILE, start_stage
+    from udistill.train.provenance import PARTIAL_FILE, start_stage
 
     stage = tmp_path / "run" / "control"
     start_stage(stage, {"config": "aaa"}, "control", log=lambda m: None)

@@ -7,19 +7,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from udistill.calibration import check_disjoint, choose_score
 from udistill.data.registry import build_dataset
+from udistill.data.sets import check_disjoint
+from udistill.deploy.alarm_calibration import choose_score
 from udistill.errors import ConfigError
-from udistill.evaluate import operating_points
-from udistill.metrics import IMAGE_SCORES, binomial_upper_bound
-from udistill.report.headline import headline_rows, oracle_rows
-from udistill.selection import (
+from udistill.evaluation.evaluate import operating_points
+from udistill.evaluation.report.headline import headline_rows, oracle_rows
+from udistill.evaluation.selection import (
     UNDETERMINED_MARGIN,
     apply_image_choice,
     choose_image_score,
     choose_pixel_method,
     select_on_validation,
 )
+from udistill.metrics import IMAGE_SCORES, binomial_upper_bound
 
 
 def _scores(values):

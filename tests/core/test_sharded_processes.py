@@ -15,7 +15,7 @@ from processes import torchrun_cmd, udistill_cmd
 
 from tests.core.shard_worker import build, tiny_ensemble
 from tests.toy import ToyDataset
-from udistill.targets import build_cache
+from udistill.pipeline.targets import build_cache
 
 pytestmark = pytest.mark.slow  # two gloo processes build a cache and evaluate
 
@@ -57,7 +57,7 @@ def _make_run(cfg_path: Path, run: Path) -> None:
     from udistill.config import ExperimentConfig, load_config
     from udistill.data.from_config import dataset_for
     from udistill.models import build_model, save_model, to_student
-    from udistill.teacher import data_meta
+    from udistill.pipeline.teacher import data_meta
 
     cfg = load_config(ExperimentConfig, str(cfg_path), [f"out_dir={run}"])
     meta = data_meta(dataset_for(cfg.data, "test"))

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from toy import ToyDataset
+from udistill.core.ensemble import Ensemble
+from udistill.core.losses import distillation_loss
 from udistill.data.transforms import Augment
-from udistill.ensemble import Ensemble
-from udistill.losses import distillation_loss
 from udistill.models import build_model
-from udistill.targets import CachedTargets, StaleCacheError, build_cache, cache_nbytes, reduce_maps
+from udistill.pipeline.targets import CachedTargets, StaleCacheError, build_cache, cache_nbytes, reduce_maps
 from udistill.train.views import TrainView
 
 

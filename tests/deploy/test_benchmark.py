@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from udistill.benchmark import MODELS, RATIOS
 from udistill.cli import main
+from udistill.deploy.benchmark import MODELS, RATIOS
 
 
 def test_benchmark_json_has_all_keys(tmp_path, capsys):
@@ -49,7 +49,9 @@ def test_benchmark_json_has_all_keys(tmp_path, capsys):
         for b in ("torch", "onnxruntime"):
             assert b in res["latency_ms"][m] and b in res["throughput_ips"][m]
         for b in backends:
-            if m == "mc_dropout" and b == "onnxruntime":  # PyTorch only: head-only samples (udistill.mc_dropout)
+            if (
+                m == "mc_dropout" and b == "onnxruntime"
+            ):  # PyTorch only: head-only samples (udistill.evaluation.mc_dropout)
                 assert res["latency_ms"][m][b] is None
                 continue
             assert res["latency_ms"][m][b] > 0 and res["throughput_ips"][m][b] > 0

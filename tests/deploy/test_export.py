@@ -16,10 +16,10 @@ ort = pytest.importorskip("onnxruntime")
 from udistill.cli import main  # noqa: E402
 from udistill.config import ModelConfig  # noqa: E402
 from udistill.data.labels import CAMVID11  # noqa: E402
-from udistill.export import export_onnx, read_onnx_metadata  # noqa: E402
+from udistill.deploy.export import export_onnx, read_onnx_metadata  # noqa: E402
+from udistill.deploy.predict import Predictor  # noqa: E402
 from udistill.models.build import build_model  # noqa: E402
 from udistill.models.checkpoint import save_model  # noqa: E402
-from udistill.predict import Predictor  # noqa: E402
 
 SMALL = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=32, head_channels=32)
 THRESHOLDS = {"min": 0.1, "mean": 0.2, "median": 0.2, "max": 0.4, "median_plus_min_over_max": 0.9}

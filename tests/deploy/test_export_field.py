@@ -12,9 +12,9 @@ ort = pytest.importorskip("onnxruntime")
 from toy import save_random_student  # noqa: E402
 from udistill.cli import main  # noqa: E402
 from udistill.config import ModelConfig  # noqa: E402
-from udistill.export import export_onnx, read_onnx_metadata  # noqa: E402
+from udistill.deploy.export import export_onnx, read_onnx_metadata  # noqa: E402
+from udistill.deploy.predict import Predictor  # noqa: E402
 from udistill.metrics.image import IMAGE_SCORES, image_scores  # noqa: E402
-from udistill.predict import Predictor  # noqa: E402
 
 SMALL = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=32, head_channels=32)
 

@@ -12,15 +12,15 @@ import torch
 from PIL import Image
 
 from toy import save_random_student
-from udistill.calibration import collect_image_scores, student_uncertainty
 from udistill.cli import main
 from udistill.config import ModelConfig
 from udistill.data.registry import build_dataset
+from udistill.deploy.alarm_calibration import collect_image_scores, student_uncertainty
+from udistill.deploy.predict import Predictor
 from udistill.metrics import SCORE_TOLERANCE
 from udistill.models.build import build_model
 from udistill.models.checkpoint import load_model, read_metadata, save_model
-from udistill.predict import Predictor
-from udistill.provenance import StaleStageError
+from udistill.train.provenance import StaleStageError
 
 SMALL = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=32, head_channels=32)
 

@@ -77,8 +77,8 @@ def test_the_guard_catches_a_download(no_network):
 
 
 def test_load_convert_ensemble_predict_export_offline(no_network, imagenet_checkpoints, tmp_path):
-    from udistill.ensemble import Ensemble
-    from udistill.predict import Predictor
+    from udistill.core.ensemble import Ensemble
+    from udistill.deploy.predict import Predictor
 
     member_path, student_path = imagenet_checkpoints
     member, meta = load_model(member_path)
@@ -94,6 +94,6 @@ def test_load_convert_ensemble_predict_export_offline(no_network, imagenet_check
         pred = Predictor.from_checkpoint(student_path, device="cpu")(np.zeros((40, 60, 3), np.uint8))
     assert pred.labels.shape == (40, 60)
     pytest.importorskip("onnx")
-    from udistill.export import export_onnx
+    from udistill.deploy.export import export_onnx
 
     assert export_onnx(student_path, tmp_path / "s.onnx").is_file()

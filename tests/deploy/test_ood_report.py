@@ -11,7 +11,7 @@ from PIL import Image
 from toy import save_random_student
 from udistill.cli import main
 from udistill.config import ModelConfig
-from udistill.predict import Predictor
+from udistill.deploy.predict import Predictor
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

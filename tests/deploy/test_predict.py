@@ -14,10 +14,10 @@ from PIL import Image
 from udistill.cli import main
 from udistill.config import ModelConfig
 from udistill.data.labels import CAMVID11
+from udistill.deploy.predict import Prediction, Predictor
 from udistill.metrics.image import IMAGE_SCORES, image_scores
 from udistill.models.build import build_model
 from udistill.models.checkpoint import save_model
-from udistill.predict import Prediction, Predictor
 
 SCORE = "median_plus_min_over_max"
 SMALL = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=32, head_channels=32)

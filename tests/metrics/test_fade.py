@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from udistill.config import ModelConfig
-from udistill.distill import init_sigma_bias
 from udistill.metrics.fade import FADE_LEVELS, fade, fade_response, fade_verdict
 from udistill.models import build_model, to_student
+from udistill.pipeline.distill import init_sigma_bias
 
 MODEL = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=16, head_channels=16)
 

@@ -110,7 +110,7 @@ def test_predictor_calibration_against_numpy_and_sklearn():
 
 def test_two_scores_of_one_predictor_share_its_calibration():
     """ECE and Brier are a predictor's: the same whatever score ranks its errors."""
-    from udistill.methods import PredictorOutput, score_map
+    from udistill.core.pixel_scores import PredictorOutput, score_map
 
     p, t = _probs(n=500, c=5, seed=3)
     probs = torch.from_numpy(p.T[None, :, None, :]).float()

@@ -241,7 +241,7 @@ def test_a_checkpoint_with_a_non_finite_stored_threshold_is_refused(tmp_path, ca
 
 
 def test_stored_threshold_reads_finite_numbers_and_refuses_the_rest():
-    from udistill.predict.alarm import stored_display_range, stored_threshold
+    from udistill.deploy.predict.alarm import stored_display_range, stored_threshold
 
     assert stored_threshold({"ood": {"thresholds": {"mean": 0.25}}}, "mean") == 0.25
     assert stored_threshold({"ood": {"thresholds": {}}}, "mean") is None

@@ -21,7 +21,7 @@ from udistill.cli import main
 from udistill.config import ModelConfig
 from udistill.errors import CheckpointError, DataError, UdistillError
 from udistill.models import build_model, load_model, load_state, read_metadata, save_model, save_state
-from udistill.targets import CachedTargets
+from udistill.pipeline.targets import CachedTargets
 
 SRC = Path(udistill.__file__).resolve().parent
 TINY = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=16, head_channels=16)

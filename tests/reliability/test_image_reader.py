@@ -4,7 +4,6 @@ file types and minimum size everywhere, a bad file in calibrate --images skipped
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 
@@ -13,19 +12,19 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from udistill.calibration import run_calibrate_cli
 from udistill.cli import main
 from udistill.config import ModelConfig
 from udistill.data.imageio import IMAGE_EXTENSIONS, MIN_SIDE, read_frame, read_image, to_rgb8
 from udistill.data.images import list_images
 from udistill.data.labels import CAMVID11
 from udistill.data.registry import build_dataset
+from udistill.deploy.alarm_calibration import CalibrateOptions, run_calibrate_cli
+from udistill.deploy.predict import IMAGE_EXTENSIONS as PREDICT_EXTENSIONS
+from udistill.deploy.predict import plan_inputs
+from udistill.deploy.predict.inputs import as_batch
 from udistill.errors import ConfigError, DataError
 from udistill.models.build import build_model
 from udistill.models.checkpoint import read_metadata, save_model
-from udistill.predict import IMAGE_EXTENSIONS as PREDICT_EXTENSIONS
-from udistill.predict import plan_inputs
-from udistill.predict.inputs import as_batch
 
 SMALL = ModelConfig(encoder="tu-mobilenetv3_small_100", decoder_channels=32, head_channels=32)
 
@@ -230,11 +229,11 @@ def test_calibrate_checks_the_false_alarm_rate_before_anything_else(tmp_path, ca
     """Before a checkpoint is loaded or an image scored, in the command and in its function
     (the API a script may call with a rate argparse never saw)."""
     missing = str(tmp_path / "missing.safetensors")  # does not even exist: the rate is refused first
-    args = argparse.Namespace(
+    options = CalibrateOptions(
         false_alarm=rate, images=str(tmp_path), checkpoint=missing, overrides=[], device=None, config=None, score=None
     )
     with pytest.raises(ConfigError, match=r"^--false-alarm: the false-alarm rate must be a number in \(0, 1\)"):
-        run_calibrate_cli(args)
+        run_calibrate_cli(options)
     try:
         code = main(["calibrate", missing, "--images", str(tmp_path), "--false-alarm", str(rate)])
     except SystemExit as exc:  # argparse's own check

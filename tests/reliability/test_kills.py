@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from udistill.models import load_model, load_state
-from udistill.targets import CachedTargets
+from udistill.pipeline.targets import CachedTargets
 
 pytestmark = pytest.mark.slow  # kill-and-resume: SIGKILL during every stage, then reruns
 
@@ -96,7 +96,7 @@ class Layout:
     @property
     def cache(self) -> Path:
         """The run's teacher cache (``teacher-cache``, or ``teacher-cache-views<K>`` for the
-        default recipe's perturbed views: see udistill.distill.cache_folder)."""
+        default recipe's perturbed views: see udistill.pipeline.distill.cache_folder)."""
         found = sorted(self.student.glob("teacher-cache*"))
         return found[0] if found else self.student / "teacher-cache"
 

@@ -189,7 +189,7 @@ def _video(path, codec, fmt, n=20):
 
 
 def test_a_cut_avi_and_a_damaged_mp4_are_reported_with_exit_3(ckpt, tmp_path, capsys):
-    from udistill.predict.video_check import declared_frame_count
+    from udistill.deploy.predict.video_check import declared_frame_count
 
     avi = _video(tmp_path / "v.avi", "mjpeg", "avi")
     mp4 = _video(tmp_path / "v.mp4", "libx264", "mp4")
@@ -220,7 +220,7 @@ def test_a_cut_avi_and_a_damaged_mp4_are_reported_with_exit_3(ckpt, tmp_path, ca
 
 
 def test_an_interrupted_video_keeps_its_frames_and_the_rerun_resumes(ckpt, tmp_path, capsys, monkeypatch):
-    from udistill.predict import runner
+    from udistill.deploy.predict import runner
 
     video = _video(tmp_path / "clip.mp4", "libx264", "mp4", n=6)
     out = tmp_path / "out"

@@ -101,8 +101,8 @@ def test_a_changed_result_file_changes_the_rendered_block(tmp_path, monkeypatch)
 def test_help_texts_quote_the_measured_demo_time(capsys):
     import pytest
 
-    from udistill import demo
     from udistill.cli import build_parser
+    from udistill.pipeline import demo
 
     measured = json.loads((ROOT / "benchmarks" / "results" / "demo-time.json").read_text())
     shipped = demo.measured_timings()

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from udistill.data.labels import CITYSCAPES19
-from udistill.metrics import BinnedPixelMetrics, SigmaHistogram2D, image_scores, mirror_histogram, ood_metrics
-from udistill.report import (
+from udistill.evaluation.report import (
     plot_examples,
     plot_image_score_distributions,
     plot_image_score_roc,
@@ -12,6 +11,7 @@ from udistill.report import (
     plot_sigma_hexbin,
     plot_uncertainty_histograms,
 )
+from udistill.metrics import BinnedPixelMetrics, SigmaHistogram2D, image_scores, mirror_histogram, ood_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

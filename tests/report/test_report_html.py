@@ -2,8 +2,8 @@ import math
 
 import numpy as np
 
-from udistill.report import plot_risk_coverage, write_report
-from udistill.report.tables import IMAGE_SCORES, PIXEL_METHODS
+from udistill.evaluation.report import plot_risk_coverage, write_report
+from udistill.evaluation.report.tables import IMAGE_SCORES, PIXEL_METHODS
 
 CLASSES = ["road", "sidewalk", "building", "traffic light"]
 SHIFTS = ["cs_foggy", "cs_rain", "a2d2"]

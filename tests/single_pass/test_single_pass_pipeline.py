@@ -109,9 +109,9 @@ def test_each_stage_reads_only_its_own_split_and_the_density_is_the_training_set
 
 
 def test_single_pass_methods_are_evaluated_beside_the_student(tmp_path):
-    from udistill.evaluate import load_models, run_evaluation, single_pass_outputs
-    from udistill.provenance import StaleStageError
+    from udistill.evaluation.evaluate import load_models, run_evaluation, single_pass_outputs
     from udistill.single_pass.stages import DENSITY_FILE, MULTI_HEAD_FILE, TEMPERATURE_FILE, run_single_pass
+    from udistill.train.provenance import StaleStageError
 
     run = tmp_path / "run"
     save_random_run(run, ModelConfig(**MODEL), 11, "camvid11")

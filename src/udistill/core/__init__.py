@@ -11,12 +11,12 @@
 Seeds, devices, checkpoints and logging stay the caller's.
 """
 
-from ..ensemble import Ensemble, EnsembleOutput, member_logits
-from ..losses import DistillationLoss, distillation_loss
 from ..models.build import SegOutput
 from .alarm import Alarm
 from .distiller import Distiller, split_batch
+from .ensemble import Ensemble, EnsembleOutput, member_logits
 from .heads import UncertaintyStudent, add_uncertainty_head
+from .losses import DistillationLoss, distillation_loss
 from .scores import frame_scores, image_score, pixel_uncertainty
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 No config, no files, no global state: the caller owns seeds, cudnn flags, devices,
 checkpoints and logging; the distiller only runs the loss
-(:func:`udistill.losses.distillation_loss`) and the optimizer step.
+(:func:`udistill.core.losses.distillation_loss`) and the optimizer step.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from ..data.labels import IGNORE_INDEX
-from ..ensemble import Ensemble
 from ..errors import TrainingError
-from ..losses import SIGMA_LOSSES, distillation_loss
+from .ensemble import Ensemble
 from .heads import init_sigma_bias
+from .losses import SIGMA_LOSSES, distillation_loss
 from .teachers import teacher_targets
 
 PRECISIONS = ("fp32", "bf16")
@@ -43,7 +43,7 @@ class Distiller:
     ``T²·KL(M ‖ softmax(z/T)) + α·CE(z, y) + β·MSE(σ, Σ)``.
 
     ``student``: a module returning ``.logits`` and ``.sigma`` (:func:`add_uncertainty_head`).
-    ``teacher``: an :class:`~udistill.ensemble.Ensemble`, or its members (wrapped in one), or
+    ``teacher``: an :class:`~udistill.core.ensemble.Ensemble`, or its members (wrapped in one), or
     None when every batch carries cached targets ("teacher_mean" and "teacher_std").
     Online targets are computed by the teacher on each batch, on the student's device,
     outside any float16 autocast (``teacher_precision``: "fp32" or "bf16"), since Σ values
@@ -104,7 +104,7 @@ class Distiller:
         return teacher_targets(self.teacher, images, self.teacher_precision)
 
     def loss(self, batch: Any):
-        """The loss of one batch (a :class:`~udistill.losses.DistillationLoss`), no step taken."""
+        """The loss of one batch (a :class:`~udistill.core.losses.DistillationLoss`), no step taken."""
         images, labels, mean, std = split_batch(batch)
         dev = self.device
         images = images.to(dev)

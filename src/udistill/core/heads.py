@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ensemble import member_logits
 from ..models.build import SegmentationModel, SegOutput, to_student
 from ..models.heads import ConvHead
+from .ensemble import member_logits
 
 HEAD_KINDS = ("paper", "light")
 PAPER_HEAD_CHANNELS = 256  # paper, section 3

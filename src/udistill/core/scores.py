@@ -3,7 +3,7 @@
 U is the paper's pixel uncertainty (eq. 8): the mean over classes of the student's σ (or
 of the ensemble's Σ). An image score reduces U to one number (mean, median, min, max or
 the paper's (median + min) / max) for the out-of-distribution alarm. Both come from the
-one registry of scores (:func:`udistill.methods.score_map`,
+one registry of scores (:func:`udistill.core.pixel_scores.score_map`,
 :func:`udistill.metrics.image_scores`), so the library, the CLI and the evaluation agree.
 """
 
@@ -14,14 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..ensemble import EnsembleOutput
-from ..methods import PredictorOutput, score_map
 from ..metrics import IMAGE_SCORES, image_scores
+from .ensemble import EnsembleOutput
+from .pixel_scores import PredictorOutput, score_map
 
 
 def pixel_uncertainty(output: Any) -> torch.Tensor:
     """U = mean over classes of σ (a student's output, ``.logits`` and ``.sigma``) or of Σ
-    (an :class:`~udistill.ensemble.EnsembleOutput`).
+    (an :class:`~udistill.core.ensemble.EnsembleOutput`).
 
     Shape: sigma or std (N, C, H, W) -> (N, H, W)."""
     if isinstance(output, EnsembleOutput):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from ..ensemble import Ensemble
 from ..errors import ConfigError
+from .ensemble import Ensemble
 
 
 def teacher_targets(

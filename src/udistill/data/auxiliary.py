@@ -5,7 +5,7 @@ members disagree, so out of distribution its uncertainty is an extrapolation not
 constrains. Ensemble Distribution Distillation (Malinin et al., 2020) distils on auxiliary
 data for this reason. Here the auxiliary images pass through the teacher (M, Σ) and are
 distilled with the same loss, without labels: their label is all 255 (ignore), so the
-cross-entropy term never sees them (:func:`udistill.losses.distillation_loss` averages it
+cross-entropy term never sees them (:func:`udistill.core.losses.distillation_loss` averages it
 over labelled pixels only).
 
 Sources (``distill.auxiliary``, a list; ``distill.auxiliary_ratio`` is the share of
@@ -39,7 +39,11 @@ from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
+from .base import make_item
+from .images import ImageFolder
 from .labels import IGNORE_INDEX
+from .sets import check_disjoint
+from .synthetic.dataset import render, scene_seed
 
 #: Renderer styles that may serve as auxiliary data. ``new-city`` is the evaluation shift's
 #: style and is never one of them.
@@ -139,8 +143,6 @@ def corrupt(image: np.ndarray, family: str, rng: np.random.Generator) -> np.ndar
 
 # --------------------------------------------------------------------------- the data sets
 def _unlabelled(image: np.ndarray, name: str, size, scheme, source: str) -> dict:
-    from .base import make_item
-
     label = np.full(image.shape[:2], IGNORE_INDEX, np.uint8)
     return make_item(image, label, name, None, size, scheme, source)
 
@@ -165,8 +167,6 @@ class AuxiliarySet(Dataset):
         self.folders: dict[str, object] = {}  # the user folders among the sources, by path
         for s in self.sources:
             if s.kind == "folder":
-                from .images import ImageFolder
-
                 folder = ImageFolder(s.name, split=AUXILIARY_SPLIT, size=self.size, recursive=True)
                 if len(folder) == 0:
                     raise ConfigError(f"{s.name}: the auxiliary folder holds no images")
@@ -187,8 +187,6 @@ class AuxiliarySet(Dataset):
         j = k // len(self.sources)
         name = f"auxiliary-{src.kind}-{src.name if src.kind != 'folder' else Path(src.name).name}-{j:06d}"
         if src.kind == "synthetic":
-            from .synthetic.dataset import render, scene_seed
-
             h, w = self._size()
             image = render(h, w, scene_seed(self.seed, AUXILIARY_SPLIT, j), style=src.name)[0]
             return _unlabelled(image, name, None, self.scheme, f"{src.spec}[{j}]")
@@ -269,8 +267,6 @@ def check_folders_disjoint(auxiliary: AuxiliarySet, evaluation_sets: dict[str, o
     """Refuse an auxiliary folder that shares an image (by file content) with any validation
     or test set: distilling the teacher's uncertainty on an evaluation image would be
     choosing on it."""
-    from ..calibration import check_disjoint
-
     for name, folder in auxiliary.folders.items():
         check_disjoint(
             folder,

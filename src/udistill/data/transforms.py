@@ -55,7 +55,7 @@ def geometric(image, label, maps, aug: Augment, gen: torch.Generator):
 
     Shape: image (3, H, W) float; label (H, W) int64; maps list of (C, H, W) float tensors,
     or (C, h, w) maps at a reduced resolution covering the same image (the teacher cache at
-    1/r, :mod:`udistill.targets`): those are sampled at the centres of their own cells in
+    1/r, :mod:`udistill.pipeline.targets`): those are sampled at the centres of their own cells in
     the transformed image, so they stay aligned with it at their own resolution.
     Images and maps are resampled bilinearly, labels by nearest neighbour.
     """

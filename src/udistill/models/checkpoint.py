@@ -23,6 +23,7 @@ import torch
 from ..config import ModelConfig, _from_dict, to_dict
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path
+from ..layout import MODEL_FILE
 from .build import IMAGENET_MEAN, IMAGENET_STD, SegmentationModel
 
 FORMAT = "udistill-checkpoint/1"
@@ -233,19 +234,31 @@ def load_state(path: str | Path) -> dict:
     return _join(meta["state"], tensors)
 
 
-_MODEL_FILE = "model.safetensors"  # train.loop.MODEL_FILE (models cannot import train)
-
-
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, a student folder (``<dir>/model.safetensors``) or a run folder
     (``<run>/student/model.safetensors``) -> the checkpoint file."""
     path = Path(path)
     if not path.is_dir():
         return path
-    for candidate in (path / _MODEL_FILE, path / "student" / _MODEL_FILE):
+    for candidate in (path / MODEL_FILE, path / "student" / MODEL_FILE):
         if candidate.is_file():
             return candidate
     raise CheckpointError(
-        f"{path}: folder holds no student checkpoint ({_MODEL_FILE} or student/{_MODEL_FILE}); "
+        f"{path}: folder holds no student checkpoint ({MODEL_FILE} or student/{MODEL_FILE}); "
         "pass the checkpoint file, its folder or the run folder"
     )
+
+
+def weights_digest(path: str | Path) -> str | None:
+    """The weights digest recorded in a checkpoint's header (16 hex digits); None if absent."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        from safetensors.torch import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            sha = (fh.metadata() or {}).get("sha256")
+    except Exception:  # noqa: BLE001 - a broken file is reported by whoever loads it
+        return None
+    return sha[:16] if isinstance(sha, str) else None

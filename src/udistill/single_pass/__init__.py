@@ -6,7 +6,7 @@
 - :mod:`.multi_head`: F heads on the frozen encoder/decoder, a last-layer ensemble.
 
 :mod:`.stages` fits them as resumable pipeline stages (reused while their inputs are
-unchanged); :mod:`udistill.evaluate` runs them as predictors of :mod:`udistill.methods`.
+unchanged); :mod:`udistill.evaluation.evaluate` runs them as predictors of :mod:`udistill.evaluation.methods`.
 Why: "distil your ensemble" can only be weighed against what one forward pass already gives.
 """
 

@@ -36,8 +36,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..core.pixel_scores import PredictorOutput
 from ..data.labels import IGNORE_INDEX
-from ..methods import PredictorOutput
+from ..errors import CheckpointError
+from ..models.checkpoint import load_tensors, save_tensors
 from .common import OutSize, labels_to_features, to_image, trunk
 
 COVARIANCES = ("shared", "per-class")
@@ -253,16 +255,11 @@ def accumulate_features(
 
 def save_density(path: str | Path, density: GaussianDensity, meta: dict) -> None:
     """Safetensors (never pickle) with the fit's record as JSON metadata."""
-    from ..models.checkpoint import save_tensors
-
     save_tensors(path, dict(density.state_dict()), {"format": FORMAT, "score": density.score, **meta})
 
 
 def load_density(path: str | Path) -> tuple[GaussianDensity, dict]:
     """A density written by :func:`save_density` (digest verified)."""
-    from ..errors import CheckpointError
-    from ..models.checkpoint import load_tensors
-
     t, meta = load_tensors(path, what="feature density")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a udistill feature density ({meta.get('format')!r})")

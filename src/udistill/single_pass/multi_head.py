@@ -1,6 +1,6 @@
 """A multi-head (last-layer) ensemble: F prediction heads on member 0's encoder/decoder,
 which stays frozen; one trunk pass, then F heads, reduced like the deep ensemble (mean,
-population std, mutual information; :class:`~udistill.ensemble.RunningMoments`).
+population std, mutual information; :class:`~udistill.core.ensemble.RunningMoments`).
 
 Heads (``single_pass.multi_head_channels``): the paper's head (3x3 conv-BN-ReLU, then a
 1x1 to C classes) per member, of ``model.head_channels`` width by default; with 0, member
@@ -28,10 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.ensemble import RunningMoments
+from ..core.pixel_scores import PredictorOutput
 from ..data.labels import IGNORE_INDEX
-from ..ensemble import RunningMoments
-from ..methods import PredictorOutput
-from ..models.heads import ConvHead
+from ..errors import CheckpointError
+from ..models.checkpoint import load_state, load_tensors, save_state, save_tensors
+from ..models.heads import ConvHead, conv_bn_relu
 from .common import OutSize, to_image, trunk
 
 FORMAT = "udistill-multi-head/1"
@@ -177,8 +179,6 @@ def train_heads(
     """Train ``heads`` on ``model``'s frozen features of ``dataset`` (see the module
     docstring); resumes from ``state_path`` after the last finished epoch. Returns one
     ``{epoch, loss}`` per epoch (those of a resumed run included)."""
-    from ..models.checkpoint import load_state, save_state
-
     heads.to(device)
     params = [p for p in heads.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
@@ -250,8 +250,6 @@ class _FeatureCache:
 
 def save_multi_head(path: str | Path, heads: MultiHead, meta: dict) -> None:
     """Safetensors (never pickle) of the heads, with their shape and record as JSON metadata."""
-    from ..models.checkpoint import save_tensors
-
     shape = {
         "heads": len(heads),
         "in_channels": heads.in_channels,
@@ -264,10 +262,6 @@ def save_multi_head(path: str | Path, heads: MultiHead, meta: dict) -> None:
 
 def load_multi_head(path: str | Path) -> tuple[MultiHead, dict]:
     """Heads written by :func:`save_multi_head` (digest verified), in eval mode."""
-    from ..errors import CheckpointError
-    from ..models.checkpoint import load_tensors
-    from ..models.heads import conv_bn_relu
-
     t, meta = load_tensors(path, what="multi-head ensemble")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a udistill multi-head ensemble ({meta.get('format')!r})")

@@ -1,5 +1,5 @@
 """The single-pass methods as pipeline stages of a run, each reused while its inputs are
-unchanged (the same rule as members and students, :mod:`udistill.provenance`):
+unchanged (the same rule as members and students, :mod:`udistill.train.provenance`):
 
 ==================  ===============================  ========================================
 stage               file                             built from
@@ -26,8 +26,33 @@ from pathlib import Path
 import torch
 
 from ..config import ExperimentConfig
+from ..data.from_config import dataset_for
+from ..data.sets import describe_set
+from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError
-from ..provenance import StaleStageError, differences, digest, reusable, start_stage, weights_digest
+from ..io import atomic_write_json
+from ..layout import MODEL_FILE, member_dir
+from ..models.checkpoint import load_model
+from ..train.provenance import (
+    StaleStageError,
+    check_finished,
+    differences,
+    digest,
+    reusable,
+    start_stage,
+    weights_digest,
+)
+from .feature_density import (
+    COVARIANCES,
+    SCORES,
+    FeatureDensityPredictor,
+    accumulate_features,
+    fit_density,
+    load_density,
+    save_density,
+)
+from .multi_head import MultiHeadPredictor, build_multi_head, load_multi_head, save_multi_head, train_heads
+from .temperature import T_MAX, T_MIN, TemperatureScaled, collect_logits, fit_temperature
 
 TEMPERATURE_FILE = "temperature.json"
 DENSITY_FILE = Path("feature-density") / "density.safetensors"
@@ -38,8 +63,6 @@ MULTI_HEAD_RECIPE = "labels: per-head seeded initialisation and Poisson(1) boots
 
 def check_config(cfg: ExperimentConfig) -> None:
     """The ``single_pass`` values, refused with one line naming the key."""
-    from .feature_density import COVARIANCES, SCORES
-
     sp = cfg.single_pass
     checks = (
         ("density_covariance", sp.density_covariance in COVARIANCES, f"one of {', '.join(COVARIANCES)}"),
@@ -72,8 +95,6 @@ def heads_of(cfg: ExperimentConfig) -> int:
 
 
 def _member0(cfg: ExperimentConfig) -> Path:
-    from ..ensemble import member_dir
-    from ..train.loop import MODEL_FILE
 
     return member_dir(cfg.out_dir, 0) / MODEL_FILE
 
@@ -115,8 +136,6 @@ def multi_head_inputs(cfg: ExperimentConfig) -> dict:
 
 
 def _baseline(cfg: ExperimentConfig, dev):
-    from ..models.checkpoint import load_model
-
     path = _member0(cfg)
     if not path.exists():
         raise CheckpointError(f"{path}: the baseline (member 0) is not trained; run the members first")
@@ -127,7 +146,7 @@ def _baseline(cfg: ExperimentConfig, dev):
 
 
 def _json_reusable(path: Path, inputs: dict, what: str, rebuild: bool, log: Callable[[str], None]) -> bool:
-    """:func:`udistill.provenance.reusable` for a JSON record with a ``built_from`` entry."""
+    """:func:`udistill.train.provenance.reusable` for a JSON record with a ``built_from`` entry."""
     if not path.exists():
         return False
     try:
@@ -147,12 +166,6 @@ def _json_reusable(path: Path, inputs: dict, what: str, rebuild: bool, log: Call
 
 def fit_temperature_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> dict:
     """Fit T on the validation split (or reuse the stored fit); returns the record."""
-    from ..calibration import describe_set
-    from ..data.from_config import dataset_for
-    from ..device import resolve_device
-    from ..io import atomic_write_json
-    from .temperature import T_MAX, T_MIN, collect_logits, fit_temperature
-
     path = Path(cfg.out_dir) / TEMPERATURE_FILE
     inputs = temperature_inputs(cfg)
     if _json_reusable(path, inputs, "temperature", True, log):
@@ -182,9 +195,6 @@ def fit_temperature_stage(cfg: ExperimentConfig, device=None, log: Callable[[str
 def _on_training_split(cfg: ExperimentConfig, file: Path, inputs: dict, what: str, device, log):
     """What a stage fitted on the training split needs: None when its finished file is
     reused, else (path, device, member 0 and its metadata, the training set)."""
-    from ..data.from_config import dataset_for
-    from ..device import resolve_device
-
     path = Path(cfg.out_dir) / file
     if reusable(path, inputs, what, log):
         return None
@@ -195,9 +205,6 @@ def _on_training_split(cfg: ExperimentConfig, file: Path, inputs: dict, what: st
 
 def fit_density_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> Path:
     """Fit the feature density on the training split (or reuse it); returns its file."""
-    from ..calibration import describe_set
-    from .feature_density import accumulate_features, fit_density, save_density
-
     inputs = density_inputs(cfg)
     prepared = _on_training_split(cfg, DENSITY_FILE, inputs, "feature density", device, log)
     if prepared is None:
@@ -221,9 +228,6 @@ def fit_density_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], N
 
 def train_multi_head_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> Path:
     """Train the F heads on the training split (or reuse / resume them); returns the file."""
-    from ..calibration import describe_set
-    from .multi_head import build_multi_head, save_multi_head, train_heads
-
     inputs = multi_head_inputs(cfg)
     prepared = _on_training_split(cfg, MULTI_HEAD_FILE, inputs, "multi-head", device, log)
     if prepared is None:
@@ -278,11 +282,6 @@ def run_single_pass(cfg: ExperimentConfig, device=None, log: Callable[[str], Non
 def load_predictors(cfg: ExperimentConfig, baseline, device) -> tuple[dict[str, torch.nn.Module], dict]:
     """The three single-pass predictors on ``baseline`` (member 0, loaded by the caller) and
     their records for results.json; missing or stale stages are refused."""
-    from ..provenance import check_finished
-    from .feature_density import FeatureDensityPredictor, load_density
-    from .multi_head import MultiHeadPredictor, load_multi_head
-    from .temperature import TemperatureScaled
-
     run = Path(cfg.out_dir)
     t_path, d_path, m_path = run / TEMPERATURE_FILE, run / DENSITY_FILE, run / MULTI_HEAD_FILE
     for p in (t_path, d_path, m_path):

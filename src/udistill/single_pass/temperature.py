@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..core.pixel_scores import PredictorOutput
 from ..data.labels import IGNORE_INDEX, map_probabilities
-from ..methods import PredictorOutput
 
 T_MIN, T_MAX = 0.05, 20.0
 

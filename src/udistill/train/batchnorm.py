@@ -12,8 +12,9 @@ which does the same with two differentiable all-reduces.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from ..sharding import world
 
 
 class CrossRankBatchNorm2d(nn.BatchNorm2d):
@@ -25,7 +26,7 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if self.training and world()[1] > 1:
             y = self._cross_rank(x)
         else:
             y = super().forward(x)

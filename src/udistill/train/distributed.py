@@ -1,4 +1,5 @@
-"""Training under ``torchrun``: which rank this is, wrapping the model, keeping ranks in step.
+"""Training under ``torchrun``: wrapping the model and keeping ranks in step (which rank this
+is: :mod:`udistill.sharding`).
 
 Every rank trains on its own slice of each epoch's batches (see :func:`rank_batches`),
 DistributedDataParallel averages the gradients, BatchNorm buffers are taken from rank 0 after
@@ -15,17 +16,6 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import TrainingError
 from .batchnorm import synchronise_batchnorm, uses_batchnorm_of_all_ranks
-
-
-def is_main_process() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def world() -> tuple[int, int]:
-    """``(rank, world size)``; ``(0, 1)`` outside ``torchrun``."""
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def wants_sync_bn(cfg: TrainConfig, device: torch.device, world_size: int) -> bool:
@@ -62,11 +52,6 @@ def share_batchnorm_buffers(model: nn.Module, world_size: int) -> None:
     if world_size > 1:
         for buf in model.buffers():
             dist.broadcast(buf, 0)
-
-
-def barrier(world_size: int) -> None:
-    if world_size > 1:
-        dist.barrier()
 
 
 def shut_down(clean: bool = True) -> None:

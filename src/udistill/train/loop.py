@@ -34,17 +34,16 @@ from ..data.labels import IGNORE_INDEX
 from ..device import resolve_device
 from ..errors import TrainingError
 from ..io import remove_stale_temp_files
+from ..layout import MODEL_FILE
 from ..metrics.segmentation import ConfusionMatrix
+from ..models.acceleration import batch_to_device, compile_model, to_channels_last
 from ..models.checkpoint import save_model
-from .acceleration import batch_to_device, compile_model, to_channels_last
+from ..sharding import barrier, world
 from .distributed import (
-    barrier,
     check_equal_weights,
-    is_main_process,
     prepare_batchnorm,
     rank_batches,
     share_batchnorm_buffers,
-    world,
     wrap_ddp,
 )
 from .logbook import Logbook
@@ -53,8 +52,6 @@ from .state import STATE_FILE, resume_training_state, save_training_state
 from .state import rng_state as _rng_state  # noqa: F401  (kept importable from here)
 from .state import set_rng_state as _set_rng_state  # noqa: F401
 from .views import TrainView
-
-MODEL_FILE = "model.safetensors"
 
 Objective = Callable[[nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
 
@@ -69,7 +66,6 @@ __all__ = [
     "poly_schedule",
     "set_seed",
     "train_one_epoch",
-    "is_main_process",
     "world",
     "resolve_device",
 ]
@@ -218,7 +214,7 @@ def fit(
 
     ``objective(model, batch) -> (loss, parts)``; default: supervised cross-entropy.
     ``targets``: cached teacher maps for :class:`TrainView`; ``views``: perturbed views
-    (:class:`udistill.perturb.PerturbedViews`). ``num_workers``: data-loading processes for
+    (:class:`udistill.pipeline.perturb.PerturbedViews`). ``num_workers``: data-loading processes for
     training and validation. ``on_epoch(model, epoch)``: called on the main process with
     epoch 0 before the first epoch of a fresh start and with epoch k after the k-th (to
     watch how something evolves during training; it must leave the model as it found it,
@@ -245,12 +241,12 @@ def fit(
         if t.rank == 0:
             save_training_state(t.state_path, model, t.optimizer, t.scheduler, t.precision, epoch + 1, history)
             log.write_csv(history)
-        barrier(t.world_size)
+        barrier()
     meta = {**(model_meta or {}), **check_equal_weights(model, t.world_size, desc)}
     if t.rank == 0:
         save_model(model, out_dir / MODEL_FILE, train=dataclasses.asdict(cfg), history=history, **meta)
     log.close()
-    barrier(t.world_size)
+    barrier()
     return {"history": history}
 
 

@@ -1,6 +1,6 @@
 """The training view of a dataset: augmentation per (seed, epoch, index), plus optional
 cached teacher maps that follow the same geometric transforms as the image, and optional
-perturbed views (:mod:`udistill.perturb`) chosen before the geometric augmentation."""
+perturbed views (:mod:`udistill.pipeline.perturb`) chosen before the geometric augmentation."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class TrainView(Dataset):
         self.augment = augment
         self.seed = seed
         self.targets = targets
-        self.views = views  # udistill.perturb.PerturbedViews or None
+        self.views = views  # udistill.pipeline.perturb.PerturbedViews or None
         self.epoch = 0
 
     def __len__(self) -> int:
