@@ -228,3 +228,17 @@ def test_camvid_config_validates_on_frames_never_trained_on():
         trained = [frame_of(s.name) for s in train.samples if sequence_of(s.name) == seq]
         validated = [frame_of(s.name) for s in val.samples]
         assert not trained or min(validated) - max(trained) >= 900
+
+
+def test_a_set_description_names_the_frames_it_holds(tmp_path):
+    """results.json records where each choice was made; a held-out stretch of a training
+    split must be told apart from the whole split."""
+    from udistill.data.camvid import build_camvid
+    from udistill.data.sets import describe_set
+
+    root = write_camvid(tmp_path, names=("0006R0_f00930", "0006R0_f03030", "0016E5_00390"))
+    assert describe_set(build_camvid("train", root)) == "camvid split 'train', 3 images"
+    held_out = build_camvid("train", root, sequences=["0006R0"], frames=[3030, 3930])
+    assert describe_set(held_out) == "camvid split 'train' (sequences 0006R0, frames 3030-3930), 1 images"
+    trained = build_camvid("train", root, exclude_sequences=["0001TP"], frames={"0006R0": [930, 2130]})
+    assert describe_set(trained) == "camvid split 'train' (exclude sequences 0001TP, frames 0006R0 930-2130), 2 images"

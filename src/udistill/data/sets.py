@@ -71,10 +71,30 @@ def calibration_dataset(cfg: ExperimentConfig):
     return Selection(ds, list(range(start, len(ds), 2)), ec.calibration_subset)
 
 
+# data set options that say which frames of a split a set holds (CamVid's sequence filters)
+_SELECTING_OPTIONS = ("sequences", "exclude_sequences", "frames")
+
+
 def describe_set(ds) -> str:
+    """'camvid split 'train' (sequences 0006R0, frames 3030-3930), 31 images': enough to find
+    the images again, written into results.json beside every choice made on them."""
     rule = f", {ds.rule} indices" if isinstance(ds, Selection) else ""
     split = getattr(ds, "split", "?")
-    return f"{getattr(ds, 'dataset_name', type(getattr(ds, 'dataset', ds)).__name__)} split '{split}'{rule}, {len(ds)} images"
+    base = getattr(ds, "dataset", ds)
+    options = getattr(base, "options", None) or {}
+    chosen = [_describe_option(k, options[k]) for k in _SELECTING_OPTIONS if options.get(k) is not None]
+    which = f" ({', '.join(chosen)})" if chosen else ""
+    name = getattr(ds, "dataset_name", type(base).__name__)
+    return f"{name} split '{split}'{which}{rule}, {len(ds)} images"
+
+
+def _describe_option(key: str, value) -> str:
+    label = key.replace("_", " ")
+    if key == "frames" and isinstance(value, dict):
+        return f"{label} " + ", ".join(f"{seq} {r[0]}-{r[1]}" for seq, r in value.items())
+    if key == "frames":
+        return f"{label} {value[0]}-{value[1]}"
+    return f"{label} {', '.join(map(str, value))}"
 
 
 @functools.lru_cache(maxsize=65536)
