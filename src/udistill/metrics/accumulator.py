@@ -78,8 +78,8 @@ class BinnedState(Accumulator):
         """Add another accumulator with the same configuration (another rank/split); returns self."""
         if type(other) is not type(self) or other._config() != self._config():
             raise ValueError(f"cannot merge: configuration {other._config()} != {self._config()}")
-        for name in self._state:
-            getattr(self, name).__iadd__(getattr(other, name))
+        for mine, theirs in zip(self._arrays(), other._arrays()):
+            mine += theirs  # in place: the arrays are the accumulator's own
         return self
 
     def state_tensor(self) -> torch.Tensor:
