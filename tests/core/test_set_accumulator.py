@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import pickle
 import sys
 from pathlib import Path
 
@@ -61,10 +62,13 @@ def _accumulator(pixel: bool) -> SetAccumulator:
 
 
 def _fed(seed: int, pixel: bool, parts: int = 1) -> SetAccumulator:
-    """One accumulator fed every batch (``parts=1``) or ``parts`` fed every parts-th batch, merged."""
+    """One accumulator fed every batch (``parts=1``) or ``parts`` fed every parts-th batch and
+    merged, each part pickled as ranks send theirs to rank 0."""
     accs = [_accumulator(pixel) for _ in range(parts)]
     for b, (batch, probs, maps, preds, halves, idx) in enumerate(_batches(seed)):
         accs[b % parts].update(batch, probs, maps, preds, halves, indices=idx)
+    if parts > 1:
+        accs = [pickle.loads(pickle.dumps(a.portable())) for a in accs]
     for other in accs[1:]:
         accs[0].merge(other)
     return accs[0]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -74,28 +75,32 @@ Feed = Callable[[Accumulator, Batch], None]
 # --------------------------------------------------------------------------- feeds
 
 
-def _feed_confusion(p: str) -> Feed:
-    return lambda acc, b: acc.update(b.preds[p], b.target)
+# module-level functions (bound to their predictor or method with functools.partial), so that
+# a SetAccumulator pickles: under torchrun the ranks send theirs to rank 0
 
 
-def _feed_calibration(p: str) -> Feed:
-    return lambda acc, b: acc.update(b.probs[p], b.target)
+def _feed_confusion(p: str, acc: Accumulator, b: Batch) -> None:
+    acc.update(b.preds[p], b.target)
 
 
-def _feed_uncertainty(p: str) -> Feed:  # U of the predictor's primary method per predicted class
-    return lambda acc, b: acc.update(b.model_preds[p], b.maps[PRIMARY[p]])
+def _feed_calibration(p: str, acc: Accumulator, b: Batch) -> None:
+    acc.update(b.probs[p], b.target)
 
 
-def _feed_image(m: Method) -> Feed:
-    return lambda acc, b: acc.update(b.maps[m.key], b.indices)
+def _feed_uncertainty(p: str, acc: Accumulator, b: Batch) -> None:
+    acc.update(b.model_preds[p], b.maps[PRIMARY[p]])  # U of its primary method per predicted class
 
 
-def _feed_pixel(m: Method) -> Feed:
-    return lambda acc, b: acc.update(b.maps[m.key], b.preds[m.predictor] != b.target, target=b.target)
+def _feed_image(m: Method, acc: Accumulator, b: Batch) -> None:
+    acc.update(b.maps[m.key], b.indices)
 
 
-def _feed_pixel_student(m: Method) -> Feed:
-    return lambda acc, b: acc.update(b.maps[m.key], b.wrong_student, target=b.target)
+def _feed_pixel(m: Method, acc: Accumulator, b: Batch) -> None:
+    acc.update(b.maps[m.key], b.preds[m.predictor] != b.target, target=b.target)
+
+
+def _feed_pixel_student(m: Method, acc: Accumulator, b: Batch) -> None:
+    acc.update(b.maps[m.key], b.wrong_student, target=b.target)
 
 
 def _feed_names(acc: Accumulator, b: Batch) -> None:
@@ -124,12 +129,9 @@ def _feed_sigma2d(acc: Accumulator, b: Batch) -> None:
     acc.update(b.maps["ensemble_std"], b.maps["student_sigma"], b.wrong_student, valid=b.valid)
 
 
-def _feed_agreement(key: str) -> Feed:
-    def feed(acc: Accumulator, b: Batch) -> None:
-        for i, idx in enumerate(b.indices):  # sample keys from the image index: rank-independent
-            acc.update(b.maps[key][i], b.maps["ensemble_std"][i], cls=b.target[i], valid=b.valid[i], item=idx)
-
-    return feed
+def _feed_agreement(key: str, acc: Accumulator, b: Batch) -> None:
+    for i, idx in enumerate(b.indices):  # sample keys from the image index: rank-independent
+        acc.update(b.maps[key][i], b.maps["ensemble_std"][i], cls=b.target[i], valid=b.valid[i], item=idx)
 
 
 def _feed_ceiling(acc: Accumulator, b: Batch) -> None:
@@ -169,24 +171,24 @@ class SetAccumulator:
         add = self._add
 
         for p in predictors:
-            add("predictor", p, "confusion", ConfusionMatrix(num_classes), _feed_confusion(p))
-            add("predictor", p, "calibration", PredictorCalibration(), _feed_calibration(p))
+            add("predictor", p, "confusion", ConfusionMatrix(num_classes), partial(_feed_confusion, p))
+            add("predictor", p, "calibration", PredictorCalibration(), partial(_feed_calibration, p))
             if p in self.unc_who:
-                add("predictor", p, "uncertainty", ClassMeans(model_classes), _feed_uncertainty(p))
+                add("predictor", p, "uncertainty", ClassMeans(model_classes), partial(_feed_uncertainty, p))
         for m in methods:
-            add("method", m.key, "image", ImageScores(), _feed_image(m))
+            add("method", m.key, "image", ImageScores(), partial(_feed_image, m))
             if pixel:
-                add("method", m.key, "pixel", _binned(bins), _feed_pixel(m))
-                add("method", m.key, "pixel_student", _binned(bins), _feed_pixel_student(m))
+                add("method", m.key, "pixel", _binned(bins), partial(_feed_pixel, m))
+                add("method", m.key, "pixel_student", _binned(bins), partial(_feed_pixel_student, m))
         add("set", "", "names", PerImage(), _feed_names)
         add("set", "", "examples", PerImage(limit=examples), _feed_examples)
         if pixel:
             add("set", "", "sigma2d", SigmaHistogram2D(high=0.25), _feed_sigma2d)
-            add("set", "", "agreement", CorrelationMeter(), _feed_agreement("student_sigma"))
+            add("set", "", "agreement", CorrelationMeter(), partial(_feed_agreement, "student_sigma"))
             # U of half the members vs the other half
             add("set", "", "ceiling", CorrelationMeter(per_class_samples=0), _feed_ceiling)
             if "student_light" in predictors:  # the light student's U against the ensemble's
-                add("set", "", "agreement_light", CorrelationMeter(), _feed_agreement("student_light_sigma"))
+                add("set", "", "agreement_light", CorrelationMeter(), partial(_feed_agreement, "student_light_sigma"))
 
     def _add(self, kind: str, owner: str, name: str, acc: Accumulator, feed: Feed) -> None:
         self.metrics[kind, owner, name] = acc
