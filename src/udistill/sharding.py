@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 
@@ -65,6 +66,17 @@ def my_batches(
 def barrier() -> None:
     if world()[1] > 1:
         dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over every rank (a new CPU tensor on every rank); one process: ``t``.
+    Additive metric state (``metrics.accumulator``) is reduced this way."""
+    if world()[1] == 1:
+        return t
+    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    out = t.detach().to(dev).clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.cpu()
 
 
 def gather_to_main(obj: Any) -> list[Any] | None:

@@ -19,7 +19,8 @@ with :func:`udistill.deploy.export.export_model`; CUDA provider when the device 
 onnxruntime has it, else CPU). In onnxruntime the ensemble is F sessions followed by the
 same statistics in numpy; MC dropout is PyTorch only (null for onnxruntime).
 
-Protocol: ``warmup`` untimed calls per model (one for ensemble / MC dropout, which are
+Protocol (:func:`udistill.models.latency.time_calls`, the one timing function, also used by
+evaluation): ``warmup`` untimed calls per model (one for ensemble / MC dropout, which are
 already F / T passes), then ``repeats`` timed rounds in which every model runs once in turn
 (round robin, so a change of machine load hits all models alike); the median is reported.
 Latency uses batch 1 (milliseconds); throughput uses ``batch_size`` (images per second,
@@ -40,9 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-import statistics
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +57,7 @@ from ..evaluation.mc_dropout import MCDropout, mc_dropout_rate
 from ..io import atomic_write_json
 from ..models.acceleration import compile_model, to_channels_last
 from ..models.build import build_model
+from ..models.latency import device_sync, time_calls
 from .export import OnnxWrapper, export_model
 
 MODELS = ("baseline", "student", "student_light", "ensemble", "mc_dropout")
@@ -186,32 +186,6 @@ def _ort_runners(
 # --- timing -----------------------------------------------------------------------------------
 
 
-def _round_robin(
-    runners: dict[str, Callable],
-    make_input: Callable[[], object],
-    warmup: int,
-    repeats: int,
-    sync: Callable[[], None],
-    heavy: Sequence[str] = ("ensemble", "mc_dropout"),
-) -> dict[str, tuple[float, float]]:
-    """(median, min) seconds per call of each runner, interleaving the models round by round."""
-    x = make_input()
-    with torch.inference_mode():
-        for name, fn in runners.items():
-            for _ in range(1 if name in heavy else warmup):
-                fn(x)
-        sync()
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(repeats):
-            for name, fn in runners.items():
-                sync()
-                t0 = time.perf_counter()
-                fn(x)
-                sync()
-                times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
-
-
 def _ratios(lat: dict[str, dict[str, float | None]], backend: str) -> dict[str, float | None]:
     out = {}
     for key, (a, b) in RATIOS.items():
@@ -249,10 +223,7 @@ def run_benchmark(
 
     ort_version, providers = _onnxruntime_version(backends), None
 
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
+    sync = device_sync(dev)
     per_size = {}
     try:
         with tempfile.TemporaryDirectory(prefix="udistill-bench-") as tmp:
@@ -341,9 +312,9 @@ def _measure_size(runners: dict, size: tuple[int, int], dev, batch_size: int, ro
                 return lambda: np.random.default_rng(0).random((n, 3, h, w), dtype=np.float32)
 
         say(f"{h}x{w} {backend}: latency (batch 1, {rounds['repeats']} rounds) ...")
-        t1 = _round_robin(backend_runners, make(1), rounds["warmup"], rounds["repeats"], sync)
+        t1 = time_calls(backend_runners, make(1), rounds["warmup"], rounds["repeats"], sync)
         say(f"{h}x{w} {backend}: throughput (batch {batch_size}, {rounds['throughput_repeats']} rounds) ...")
-        tb = _round_robin(backend_runners, make(batch_size), rounds["warmup"], rounds["throughput_repeats"], sync)
+        tb = time_calls(backend_runners, make(batch_size), rounds["warmup"], rounds["throughput_repeats"], sync)
         for m in backend_runners:
             lat[m][backend] = t1[m][0] * 1000.0
             lat_min[m][backend] = t1[m][1] * 1000.0

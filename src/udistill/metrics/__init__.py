@@ -1,5 +1,12 @@
 """Evaluation metrics: pure, streamed, bounded-memory accumulators (no model code).
 
+Every accumulator has the torchmetrics shape (:mod:`udistill.metrics.accumulator`):
+``update`` / ``compute`` / ``merge`` / ``reset``; additive ones (:class:`BinnedState`) also
+``state_tensor`` / ``load_state_tensor`` / ``all_reduce`` across ``torchrun`` ranks.
+
+* :class:`PredictorCalibration` — error rate, ECE, adaptive ECE, Brier, NLL of a predictor.
+* :class:`ImageScores`, :class:`PerImage`, :class:`ClassMeans` — per-image scores and values
+  (kept in data set order), per-class means.
 * :class:`ConfusionMatrix` — per-class IoU, mIoU, pixel accuracy.
 * :class:`BinnedPixelMetrics` — global pixel AUROC / AP / FPR95 / ECE / Brier / AURC + curves.
 * :class:`SigmaHistogram2D` — student σ vs teacher σ 2-D histogram (Fig 3).
@@ -9,6 +16,8 @@
   empirical quantile, no guarantee); :func:`binomial_upper_bound` for measured rates.
 """
 
+from .accumulator import Accumulator, BinnedState, ClassMeans, ImageScores, PerImage
+from .calibration import PredictorCalibration
 from .correlation import CorrelationMeter
 from .image import (
     IMAGE_SCORES,
@@ -24,10 +33,16 @@ from .pixel import BinnedPixelMetrics, SigmaHistogram2D, mirror_histogram
 from .segmentation import ConfusionMatrix
 
 __all__ = [
+    "Accumulator",
     "BinnedPixelMetrics",
+    "BinnedState",
+    "ClassMeans",
     "ConfusionMatrix",
     "CorrelationMeter",
     "IMAGE_SCORES",
+    "ImageScores",
+    "PerImage",
+    "PredictorCalibration",
     "SCORE_TOLERANCE",
     "SigmaHistogram2D",
     "binomial_upper_bound",

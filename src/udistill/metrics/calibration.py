@@ -18,15 +18,21 @@ import numpy as np
 import torch
 
 from ..data.labels import IGNORE_INDEX
+from .accumulator import BinnedState
 
 
-class PredictorCalibration:
+class PredictorCalibration(BinnedState):
     """Streamed calibration metrics of one predictor.
 
     ``update(probs, target)``: probs (N, C, H, W) class probabilities, target (N, H, W)
     class ids (``ignore_index`` or ids >= C are dropped). ``compute()`` returns
     ``{n_pixels, error_rate, ece, ece_adaptive, brier, nll, reliability}``.
+
+    State (:class:`~udistill.metrics.accumulator.BinnedState`, additive): the 15 equal-width
+    confidence bins, the fine log-spaced bins and the sums of pixels, Brier and NLL.
     """
+
+    _state = ("_eq", "_fine", "_sums")
 
     def __init__(
         self, ece_bins: int = 15, fine_bins: int = 2048, floor: float = 1e-7, ignore_index: int = IGNORE_INDEX
@@ -35,15 +41,15 @@ class PredictorCalibration:
         self.fine_bins = int(fine_bins)
         self.floor = float(floor)
         self.ignore_index = int(ignore_index)
+        self.reset()
+
+    def reset(self) -> None:
         self._eq = np.zeros((3, self.ece_bins))  # count, sum confidence, sum correct
         self._fine = np.zeros((3, self.fine_bins))
         self._sums = np.zeros(3)  # pixels, Brier sum, NLL sum
 
-    def merge(self, other: PredictorCalibration) -> PredictorCalibration:
-        self._eq += other._eq
-        self._fine += other._fine
-        self._sums += other._sums
-        return self
+    def _config(self) -> tuple:
+        return (self.ece_bins, self.fine_bins, self.floor)
 
     def _fine_index(self, u: torch.Tensor) -> torch.Tensor:
         """Fine bin of ``u = 1 - confidence`` in [0, 1]: bin 0 below ``floor``, then log-spaced."""

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..data.labels import IGNORE_INDEX
+from .accumulator import Accumulator
 
 
 def _np(x: Any, dtype=np.float64) -> np.ndarray:
@@ -129,7 +130,7 @@ class _Reservoir:
         return float(spearmanr(self.x, self.y).statistic)
 
 
-class CorrelationMeter:
+class CorrelationMeter(Accumulator):
     """Streamed Pearson + reservoir Spearman of ``x`` vs ``y``, globally and per class.
 
     ``update(x, y, cls=None, valid=None)``: same-shaped tensors/arrays (any device; copied to

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ..data.labels import IGNORE_INDEX
+from .accumulator import BinnedState
 
 # --------------------------------------------------------------------------- helpers
 
@@ -124,7 +125,7 @@ def _flist(a: np.ndarray) -> list:
 # --------------------------------------------------------------------------- pixel metrics
 
 
-class BinnedPixelMetrics:
+class BinnedPixelMetrics(BinnedState):
     """Streamed global pixel metrics: AUROC, AP, FPR@95%TPR, ECE, Brier, AURC (+ curves).
 
     Parameters
@@ -141,7 +142,13 @@ class BinnedPixelMetrics:
         Number of bins of the returned (coarsened) histograms for plotting.
     ignore_index:
         Target value that marks ignore pixels when ``target`` is given.
+
+    State (:class:`~udistill.metrics.accumulator.BinnedState`, additive): the score histograms,
+    the confidence bins, the Brier sums and the clamped counts; ``merge``, ``state_tensor``,
+    ``load_state_tensor`` and ``all_reduce`` come from there.
     """
+
+    _state = ("_hist", "_ece", "_brier", "_clamped")
 
     def __init__(
         self,
@@ -186,37 +193,6 @@ class BinnedPixelMetrics:
 
     def _config(self) -> tuple:
         return (self.bins, self.low, self.high, self.ece_bins, self.spacing, self.floor)
-
-    def state_tensor(self) -> torch.Tensor:
-        """All (additive) state as one flat float64 CPU tensor: ``dist.all_reduce`` it (SUM),
-        then :meth:`load_state_tensor` — or use :meth:`merge` with a gathered object."""
-        return torch.from_numpy(np.concatenate([self._hist.ravel(), self._ece.ravel(), self._brier, self._clamped]))
-
-    def load_state_tensor(self, t: torch.Tensor) -> None:
-        a = t.detach().cpu().to(torch.float64).numpy().ravel()
-        sizes = [self._hist.size, self._ece.size, 2, 2]
-        if a.size != sum(sizes):
-            raise ValueError(f"state tensor has {a.size} values, expected {sum(sizes)}")
-        o = np.cumsum([0] + sizes)
-        self._hist = a[o[0] : o[1]].reshape(2, self.bins).copy()
-        self._ece = a[o[1] : o[2]].reshape(3, self.ece_bins).copy()
-        self._brier = a[o[2] : o[3]].copy()
-        self._clamped = a[o[3] : o[4]].copy()
-
-    @property
-    def state_nbytes(self) -> int:
-        """Bytes held by the accumulator's state (constant: independent of pixels seen)."""
-        return int(self._hist.nbytes + self._ece.nbytes + self._brier.nbytes + self._clamped.nbytes)
-
-    def merge(self, other: BinnedPixelMetrics) -> BinnedPixelMetrics:
-        """Add another accumulator with the same configuration (another rank/split); returns self."""
-        if other._config() != self._config():
-            raise ValueError(f"cannot merge: configuration {other._config()} != {self._config()}")
-        self._hist += other._hist
-        self._ece += other._ece
-        self._brier += other._brier
-        self._clamped += other._clamped
-        return self
 
     # ------------------------------------------------------------------ update
 
@@ -437,7 +413,7 @@ def mirror_histogram(hist: dict) -> dict:
 # --------------------------------------------------------------------------- Fig 3 accumulator
 
 
-class SigmaHistogram2D:
+class SigmaHistogram2D(BinnedState):
     """Bounded-memory 2-D histogram of student σ (y) against teacher σ (x), split into correctly
     and wrongly classified pixels (Fig 3). Values outside ``[low, high]`` are clamped.
 
@@ -445,6 +421,8 @@ class SigmaHistogram2D:
     ``compute()`` -> ``{x_edges, y_edges, correct, wrong}`` with ``correct``/``wrong`` as
     nested lists of counts indexed ``[x_bin][y_bin]``.
     """
+
+    _state = ("_h",)
 
     def __init__(self, bins: int = 128, low: float = 0.0, high: float = 0.5):
         if bins < 1 or not high > low:
@@ -457,21 +435,8 @@ class SigmaHistogram2D:
     def reset(self) -> None:
         self._h = np.zeros((2, self.bins, self.bins), np.float64)
 
-    @property
-    def state_nbytes(self) -> int:
-        return int(self._h.nbytes)
-
-    def state_tensor(self) -> torch.Tensor:
-        return torch.from_numpy(self._h.ravel().copy())
-
-    def load_state_tensor(self, t: torch.Tensor) -> None:
-        self._h = t.detach().cpu().to(torch.float64).numpy().reshape(2, self.bins, self.bins).copy()
-
-    def merge(self, other: SigmaHistogram2D) -> SigmaHistogram2D:
-        if (other.bins, other.low, other.high) != (self.bins, self.low, self.high):
-            raise ValueError("cannot merge SigmaHistogram2D with a different configuration")
-        self._h += other._h
-        return self
+    def _config(self) -> tuple:
+        return (self.bins, self.low, self.high)
 
     def _bin(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.bins / (self.high - self.low)

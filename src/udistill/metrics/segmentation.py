@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.labels import IGNORE_INDEX
+from .accumulator import Accumulator
 
 
 def _as_long_tensor(x: Any, name: str) -> torch.Tensor:
@@ -23,7 +24,7 @@ def _as_long_tensor(x: Any, name: str) -> torch.Tensor:
     return t.long()
 
 
-class ConfusionMatrix:
+class ConfusionMatrix(Accumulator):
     """Accumulates a (C, C) confusion matrix over many batches.
 
     ``update(pred, target)`` takes (N, H, W) or (H, W) integer tensors/arrays of the same shape.
@@ -66,6 +67,20 @@ class ConfusionMatrix:
             raise ValueError("cannot merge confusion matrices with different num_classes")
         self.matrix = self.matrix + other.matrix.to(self.matrix.device)
         return self
+
+    def portable(self) -> ConfusionMatrix:
+        """The matrix moved to the CPU (to be sent to another rank); returns self."""
+        self.matrix = self.matrix.cpu()
+        return self
+
+    def state_tensor(self) -> torch.Tensor:
+        """The (C, C) int64 counts on the CPU: ``dist.all_reduce`` (SUM) adds them up."""
+        return self.matrix.detach().cpu().clone()
+
+    def load_state_tensor(self, t: torch.Tensor) -> None:
+        if t.numel() != self.num_classes**2:
+            raise ValueError(f"state tensor has {t.numel()} values, expected {self.num_classes**2}")
+        self.matrix = t.detach().reshape(self.num_classes, self.num_classes).to(torch.int64).clone()
 
     def compute(self) -> dict:
         """``per_class_iou`` (list, nan for classes absent from both prediction and target),
