@@ -54,7 +54,7 @@ from typing import Any
 
 from ..config import save_config
 from ..errors import StaleStageError
-from ..layout import MODEL_FILE, RunLayout
+from ..layout import RunLayout
 from ..runlock import run_lock
 from ..sharding import barrier, is_main
 from . import provenance
@@ -254,21 +254,20 @@ def check_run(cfg) -> None:
     """Refuse (StaleStageError) when any finished member or student of ``cfg``'s run is stale."""
     layout = RunLayout.of(cfg)
     for k in range(cfg.teacher.members):
-        check_finished(layout.member_model(k), member_inputs(cfg, k), f"member {k}")
+        Stage(f"member {k}", layout.out_dir, layout.member_model(k)).check(member_inputs(cfg, k))
     heads = [cfg.model.uncertainty_head] + (
         ["light"] if cfg.distill.light_student and cfg.model.uncertainty_head != "light" else []
     )
     for h in heads:
         model_cfg = dataclasses.replace(cfg.model, uncertainty_head=h)
-        check_finished(
-            layout.student(h) / MODEL_FILE,
-            student_inputs(cfg, model_cfg, provenance.init_path_of(cfg)),
-            "student" if h == "paper" else f"student ({h} head)",
-        )
+        what = "student" if h == "paper" else f"student ({h} head)"
+        stage = Stage(what, layout.out_dir, layout.model_in(layout.student(h)))
+        stage.check(student_inputs(cfg, model_cfg, provenance.init_path_of(cfg)))
 
 
 def _run_of(folder: Path) -> Path:
-    """The run a stage folder belongs to, for callers that do not say (members lie one deeper)."""
+    """The run a stage folder belongs to, for the older entry points, which are given a path only
+    (members lie one deeper). The runner itself always knows its run (:attr:`Stage.run_dir`)."""
     return folder.parent.parent if folder.parent.name == "members" else folder.parent
 
 
