@@ -385,7 +385,7 @@ def _cmd_train_teacher(args) -> int:
     import contextlib
 
     from .pipeline.member_jobs import REBUILD_ENV
-    from .train.provenance import rebuilding_stale
+    from .train.stage import rebuilding_stale
 
     # a job started by experiment/demo (teacher.parallel_jobs) rebuilds a stale member as they do
     rebuild = rebuilding_stale() if os.environ.get(REBUILD_ENV) == "1" else contextlib.nullcontext()
@@ -413,8 +413,8 @@ def _cmd_distill(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .evaluation.evaluate import run_evaluation
-    from .pipeline.runlock import run_lock
-    from .train.provenance import check_run
+    from .runlock import run_lock
+    from .train.stage import check_run
 
     cfg = _experiment_config(args)
     with _distributed() as ctx, run_lock(cfg.out_dir):  # torchrun: ranks share the images, rank 0 writes

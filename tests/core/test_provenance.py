@@ -27,7 +27,7 @@ from udistill.models.checkpoint import read_metadata, save_model
 from udistill.pipeline.distill import run_distill
 from udistill.pipeline.runlock import LOCK_NAME, RunLockedError, run_lock
 from udistill.pipeline.teacher import train_member
-from udistill.train import provenance
+from udistill.train import provenance, stage
 
 MODEL = {"encoder": "tu-mobilenetv3_small_100", "decoder_channels": 16, "head_channels": 16}
 META = {"classes": ["c"] * 11, "label_scheme": "camvid11"}
@@ -109,8 +109,8 @@ def test_experiment_mode_sets_a_stale_student_aside(tmp_path):
     _retrain_member(run, 0, cfg)
     inputs = provenance.student_inputs(cfg, cfg.model, provenance.init_path_of(cfg))
     lines = []
-    with provenance.rebuilding_stale():
-        assert provenance.reusable(run / "student" / "model.safetensors", inputs, "student", log=lines.append) is False
+    with stage.rebuilding_stale():
+        assert stage.reusable(run / "student" / "model.safetensors", inputs, "student", log=lines.append) is False
     assert not (run / "student").exists()
     moved = list((run / ".stale").iterdir())
     assert len(moved) == 1 and (moved[0] / "model.safetensors").exists()
@@ -132,7 +132,7 @@ def test_checkpoints_without_provenance_are_reused(tmp_path):
     cfg, _ = _config(tmp_path)
     run = Path(cfg.out_dir)
     save_model(build_model(ModelConfig(**MODEL), 11), run / "members" / "member-0" / "model.safetensors", **META)
-    assert provenance.reusable(
+    assert stage.reusable(
         run / "members" / "member-0" / "model.safetensors", provenance.member_inputs(cfg, 0), "member 0"
     )
 
@@ -279,7 +279,8 @@ def test_member_jobs_run_side_by_side_but_not_beside_a_run_writer(tmp_path):
 def test_an_unfinished_state_of_other_inputs_is_not_resumed(tmp_path):
     """A training state left by a run of another recipe is moved aside, not continued; the
     same inputs resume; the marker records what the state is being built from."""
-    from udistill.train.provenance import PARTIAL_FILE, start_stage
+    from udistill.train.provenance import PARTIAL_FILE
+    from udistill.train.stage import start_stage
 
     stage = tmp_path / "run" / "control"
     start_stage(stage, {"config": "aaa"}, "control", log=lambda m: None)

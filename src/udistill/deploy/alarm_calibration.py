@@ -43,7 +43,7 @@ from ..data.sets import Selection, calibration_dataset, check_disjoint, describe
 from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from ..evaluation.selection import rank_image_scores
-from ..layout import MODEL_FILE, student_dir
+from ..layout import RunLayout
 from ..metrics import IMAGE_SCORES, conformal_min_frames, conformal_threshold, image_scores
 from ..models.checkpoint import load_model, read_metadata, resolve_checkpoint, save_model
 from .predict.alarm import calibration_inputs
@@ -193,8 +193,9 @@ def run_calibration(cfg: ExperimentConfig, device=None, paths: list[Path] | None
     for name, ds in val_shifts.items():  # the score is chosen on these: they must not be test images either
         check_disjoint(ds, tests, what=f"the validation shift '{name}'")
     if paths is None:
+        layout = RunLayout.of(cfg)
         paths = [
-            p for p in (student_dir(cfg, "paper") / MODEL_FILE, student_dir(cfg, "light") / MODEL_FILE) if p.exists()
+            p for p in (layout.model_in(layout.student("paper")), layout.model_in(layout.student_light)) if p.exists()
         ]
     if not paths:
         raise ConfigError(f"{cfg.out_dir}: no student to calibrate; run udistill distill first")

@@ -23,7 +23,7 @@ import torch
 from ..config import ModelConfig, _from_dict, to_dict
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path
-from ..layout import MODEL_FILE
+from ..layout import MODEL_FILE, RunLayout
 from .build import IMAGENET_MEAN, IMAGENET_STD, SegmentationModel
 
 FORMAT = "udistill-checkpoint/1"
@@ -240,7 +240,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         return path
-    for candidate in (path / MODEL_FILE, path / "student" / MODEL_FILE):
+    for candidate in (path / MODEL_FILE, RunLayout(path).student() / MODEL_FILE):
         if candidate.is_file():
             return candidate
     raise CheckpointError(

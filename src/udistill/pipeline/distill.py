@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
-from ..config import DistillConfig, ExperimentConfig, save_config
+from ..config import DistillConfig, ExperimentConfig
 from ..core.ensemble import Ensemble
 from ..core.heads import init_sigma_bias, uncertainty_output_layer  # noqa: F401  (kept importable from here)
 from ..core.losses import SIGMA_LOSSES, distillation_loss
@@ -35,16 +36,15 @@ from ..data.sets import evaluation_sets
 from ..data.transforms import get_recipe
 from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError
-from ..layout import MODEL_FILE, control_dir, member_dir, student_dir
+from ..layout import RunLayout
 from ..models.build import student_heads, to_student
 from ..models.checkpoint import load_model
-from ..sharding import is_main
 from ..train import provenance
 from ..train.loop import fit
+from ..train.stage import RUN, Stage, run_stage
 from .perturb import PerturbedViews, ViewDataset
-from .runlock import locks_run
 from .targets import build_cache
-from .teacher import data_meta, train_on_labels
+from .teacher import data_meta, fit_on_labels
 
 RECIPES = {
     "paper": {"sigma_loss": "mse", "sigma_init": "none", "views": "none"},
@@ -156,7 +156,7 @@ def cache_folder(cfg: ExperimentConfig) -> Path:
     if cfg.distill.auxiliary:
         sources = "+".join(s.spec.replace("/", "_").replace(":", "-") for s in parse_auxiliary(cfg.distill.auxiliary))
         name += f"-aux-{sources[:60]}-{cfg.distill.auxiliary_ratio:g}"
-    return student_dir(cfg, "paper") / name
+    return RunLayout.of(cfg).teacher_cache(name)
 
 
 def distillation_set(cfg: ExperimentConfig, train_set):
@@ -173,100 +173,127 @@ def distillation_set(cfg: ExperimentConfig, train_set):
     return dset
 
 
-@locks_run
+def student_stage(cfg: ExperimentConfig, heads: str | None = None) -> Stage:
+    """The student of ``heads`` (``student``, or ``student-light``) as a stage: it holds the whole
+    run (it reads every member and writes the run's teacher cache)."""
+    layout = RunLayout.of(cfg)
+    return Stage(
+        "student",
+        layout.out_dir,
+        layout.model_in(layout.student(heads or cfg.model.uncertainty_head)),
+        lock=RUN,
+        resumes=True,
+    )
+
+
 def run_distill(cfg: ExperimentConfig, device: str | None = None, heads: str | None = None, on_epoch=None) -> Path:
     """Train the student into ``out_dir/student`` (``student-light`` for the light head).
     ``on_epoch(student, epoch)``: see :func:`~udistill.train.loop.fit` (a study's probe)."""
     model_cfg = dataclasses.replace(cfg.model, uncertainty_head=heads or cfg.model.uncertainty_head)
-    out = student_dir(cfg, model_cfg.uncertainty_head)
-    built_from = provenance.student_inputs(cfg, model_cfg, provenance.init_path_of(cfg))
-    if provenance.reusable(out / MODEL_FILE, built_from, "student"):
-        return out / MODEL_FILE
-    dev = resolve_device(device or cfg.device)
+    stage = student_stage(cfg, model_cfg.uncertainty_head)
+    out = stage.folder
     dc = cfg.distill
-    init = member_dir(cfg.out_dir, 0) / MODEL_FILE if dc.init_from == "member0" else Path(dc.init_from)
-    train_set = dataset_for(cfg.data, "train")
-    val_set = dataset_for(cfg.data, "val")
-    num_classes = train_set.scheme.num_classes
-    if not init.exists():
-        raise CheckpointError(
-            f"{init}: the student starts from a model trained on labels; train member 0 first (udistill train-teacher --member 0)"
-        )
-    base, _ = load_model(init, expect=model_cfg, num_classes=num_classes, heads="prediction")
-    recipe = resolve_recipe(dc)
-    torch.manual_seed(student_seed(cfg))  # the new uncertainty head: same init on every (re)run
-    student = to_student(base, student_heads(model_cfg))
-    ensemble = Ensemble.from_run(cfg.out_dir, temperature=dc.temperature, members=cfg.teacher.members).to(dev)
-    # only once the inputs are known good: a refused run leaves the run folder as it was
-    distill_set = distillation_set(cfg, train_set)
-    # only once the inputs are known good: a refused run leaves the run folder as it was
-    provenance.start_stage(out, built_from, "student")
     tcfg = student_train_config(cfg)
-    views = views_for(dc, student_seed(cfg))
-    targets = None
-    augment = get_recipe(tcfg.augment)
-    if dc.targets == "cached":
-        # one cache for every student of the run (it depends on the ensemble, data and views only)
-        source = distill_set if views is None else ViewDataset(distill_set, views)
-        targets = build_cache(
-            ensemble,
-            source,
-            cache_folder(cfg),
-            device=dev,
-            progress=tcfg.progress,
-            reduction=dc.cache_reduction,
-            num_workers=cfg.data.num_workers,
+
+    def load():
+        """Everything the student is built from, read and checked before the stage starts: a
+        refused run leaves the run folder as it was."""
+        dev = resolve_device(device or cfg.device)
+        init = provenance.init_path_of(cfg)
+        train_set = dataset_for(cfg.data, "train")
+        val_set = dataset_for(cfg.data, "val")
+        num_classes = train_set.scheme.num_classes
+        if not init.exists():
+            raise CheckpointError(
+                f"{init}: the student starts from a model trained on labels; train member 0 first (udistill train-teacher --member 0)"
+            )
+        base, _ = load_model(init, expect=model_cfg, num_classes=num_classes, heads="prediction")
+        recipe = resolve_recipe(dc)
+        torch.manual_seed(student_seed(cfg))  # the new uncertainty head: same init on every (re)run
+        student = to_student(base, student_heads(model_cfg))
+        ensemble = Ensemble.from_run(cfg.out_dir, temperature=dc.temperature, members=cfg.teacher.members).to(dev)
+        distill_set = distillation_set(cfg, train_set)
+        return SimpleNamespace(
+            dev=dev,
+            train_set=train_set,
+            val_set=val_set,
+            num_classes=num_classes,
+            recipe=recipe,
+            student=student,
+            ensemble=ensemble,
+            distill_set=distill_set,
         )
-        if augment.photometric != "none":
-            # cached maps describe the cached pixels: keep only the geometric part
-            augment = dataclasses.replace(augment, photometric="none")
-    elif dc.targets != "online":
-        raise ValueError(f"distill.targets must be 'cached' or 'online', got '{dc.targets}'")
-    if recipe.sigma_init == "teacher-mean":
-        init_sigma_bias(student, teacher_sigma_mean(ensemble, targets, train_set, dev))
-    elif recipe.sigma_init != "none":
-        init_sigma_bias(student, torch.full((num_classes,), float(recipe.sigma_init)))
-    if targets is not None:
-        ensemble = None
-    if is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(dataclasses.replace(cfg, model=model_cfg, train=tcfg), out / "config.yaml")
-    fit(
-        student,
-        distill_set,
-        val_set,
-        tcfg,
-        out,
-        num_classes,
-        objective=distillation_objective(dc, ensemble),
-        device=dev,
-        augment=augment,
-        targets=targets,
-        views=views,
-        num_workers=cfg.data.num_workers,
-        on_epoch=on_epoch,
-        model_meta={
-            **data_meta(train_set),
-            "role": "student",
-            "distill": dataclasses.asdict(dc),
-            "recipe": dataclasses.asdict(recipe),
-            "teacher_members": cfg.teacher.members,
-            "built_from": built_from,
-        },
-        desc="student",
+
+    def prepare(s):
+        """After the start, before training: the teacher cache and the σ head's initialisation."""
+        s.views = views_for(dc, student_seed(cfg))
+        s.targets = None
+        s.augment = get_recipe(tcfg.augment)
+        if dc.targets == "cached":
+            # one cache for every student of the run (it depends on the ensemble, data and views only)
+            source = s.distill_set if s.views is None else ViewDataset(s.distill_set, s.views)
+            s.targets = build_cache(
+                s.ensemble,
+                source,
+                cache_folder(cfg),
+                device=s.dev,
+                progress=tcfg.progress,
+                reduction=dc.cache_reduction,
+                num_workers=cfg.data.num_workers,
+            )
+            if s.augment.photometric != "none":
+                # cached maps describe the cached pixels: keep only the geometric part
+                s.augment = dataclasses.replace(s.augment, photometric="none")
+        elif dc.targets != "online":
+            raise ValueError(f"distill.targets must be 'cached' or 'online', got '{dc.targets}'")
+        if s.recipe.sigma_init == "teacher-mean":
+            init_sigma_bias(s.student, teacher_sigma_mean(s.ensemble, s.targets, s.train_set, s.dev))
+        elif s.recipe.sigma_init != "none":
+            init_sigma_bias(s.student, torch.full((s.num_classes,), float(s.recipe.sigma_init)))
+        if s.targets is not None:
+            s.ensemble = None
+        return s
+
+    def build(s, built_from):
+        fit(
+            s.student,
+            s.distill_set,
+            s.val_set,
+            tcfg,
+            out,
+            s.num_classes,
+            objective=distillation_objective(dc, s.ensemble),
+            device=s.dev,
+            augment=s.augment,
+            targets=s.targets,
+            views=s.views,
+            num_workers=cfg.data.num_workers,
+            on_epoch=on_epoch,
+            model_meta={
+                **data_meta(s.train_set),
+                "role": "student",
+                "distill": dataclasses.asdict(dc),
+                "recipe": dataclasses.asdict(s.recipe),
+                "teacher_members": cfg.teacher.members,
+                "built_from": built_from,
+            },
+            desc="student",
+        )
+
+    return run_stage(
+        stage,
+        lambda: provenance.student_inputs(cfg, model_cfg, provenance.init_path_of(cfg)),
+        build,
+        load=load,
+        prepare=prepare,
+        config=dataclasses.replace(cfg, model=model_cfg, train=tcfg),
     )
-    return out / MODEL_FILE
 
 
-@locks_run
-def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
-    """The CE-only control: member 0 trained on labels alone for the student's epochs, lr
-    and views, into ``out_dir/control``. The student's gain over it is the gain of
-    distillation; its gain over member 0 is the gain of more training."""
-    out = control_dir(cfg)
-    init = provenance.init_path_of(cfg)
-    built_from = {
-        "init": provenance.weights_digest(init),
+def control_inputs(cfg: ExperimentConfig) -> dict:
+    """What the control's weights depend on: member 0 and the student's training config."""
+    return {
+        "init": provenance.weights_digest(provenance.init_path_of(cfg)),
         "config": provenance.digest(
             {
                 "train": dataclasses.asdict(student_train_config(cfg)),
@@ -276,22 +303,40 @@ def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
             }
         ),
     }
-    if provenance.reusable(out / MODEL_FILE, built_from, "control"):
-        return out / MODEL_FILE
-    if not init.exists():
-        raise CheckpointError(
-            f"{init}: the control starts from member 0; train it first (udistill train-teacher --member 0)"
-        )
-    dev = resolve_device(device or cfg.device)
-    train_set = dataset_for(cfg.data, "train")
-    val_set = dataset_for(cfg.data, "val")
-    model, _ = load_model(init, expect=cfg.model, num_classes=train_set.scheme.num_classes, heads="prediction")
-    provenance.start_stage(out, built_from, "control")
+
+
+def control_stage(cfg: ExperimentConfig) -> Stage:
+    """The CE-only control as a stage (it holds the whole run, as the student does)."""
+    layout = RunLayout.of(cfg)
+    return Stage("control", layout.out_dir, layout.model_in(layout.control), lock=RUN, resumes=True)
+
+
+def run_control(cfg: ExperimentConfig, device: str | None = None) -> Path:
+    """The CE-only control: member 0 trained on labels alone for the student's epochs, lr
+    and views, into ``out_dir/control``. The student's gain over it is the gain of
+    distillation; its gain over member 0 is the gain of more training."""
+    stage = control_stage(cfg)
+    init = provenance.init_path_of(cfg)
     tcfg = student_train_config(cfg)
-    views = views_for(cfg.distill, student_seed(cfg))
-    augment = get_recipe(tcfg.augment)
-    if views is not None and augment.photometric != "none":
-        augment = dataclasses.replace(augment, photometric="none")  # as the student: views, then geometry
-    meta = {"role": "control", "built_from": built_from}
-    sets = (train_set, val_set)
-    return train_on_labels(cfg, tcfg, model, sets, out, dev, meta, desc="control", augment=augment, views=views)
+
+    def load():
+        if not init.exists():
+            raise CheckpointError(
+                f"{init}: the control starts from member 0; train it first (udistill train-teacher --member 0)"
+            )
+        dev = resolve_device(device or cfg.device)
+        train_set = dataset_for(cfg.data, "train")
+        val_set = dataset_for(cfg.data, "val")
+        model, _ = load_model(init, expect=cfg.model, num_classes=train_set.scheme.num_classes, heads="prediction")
+        return dev, model, (train_set, val_set)
+
+    def build(loaded, built_from):
+        dev, model, sets = loaded
+        views = views_for(cfg.distill, student_seed(cfg))
+        augment = get_recipe(tcfg.augment)
+        if views is not None and augment.photometric != "none":
+            augment = dataclasses.replace(augment, photometric="none")  # as the student: views, then geometry
+        meta = {"role": "control", "built_from": built_from}
+        fit_on_labels(cfg, tcfg, model, sets, stage.folder, dev, meta, desc="control", augment=augment, views=views)
+
+    return run_stage(stage, lambda: control_inputs(cfg), build, load=load, config=dataclasses.replace(cfg, train=tcfg))

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
 
 from ..config import ExperimentConfig, save_config
 from ..data.from_config import parse_shifts
 from ..deploy.alarm_calibration import run_calibration
 from ..device import resolve_device
 from ..evaluation.evaluate import run_evaluation
+from ..layout import RunLayout
+from ..runlock import locks_run
 from ..single_pass.stages import check_config, heads_of, run_single_pass
-from ..train.provenance import rebuilds_stale
 from ..train.recipes import member_recipe
+from ..train.stage import rebuilds_stale
 from .distill import run_control, run_distill
 from .member_jobs import member_job_count, train_members_in_parallel
 from .planning import describe_costs
-from .runlock import locks_run
 from .teacher import train_member
 from .validation import check_encoder, validate_config  # noqa: F401 - validate_config: public here too
 
@@ -65,7 +65,7 @@ def describe_plan(cfg: ExperimentConfig, config_path: str | None = None, overrid
     lines.append(
         f"3. evaluate: test split '{d.test_split}' + shifts: {', '.join(shifts) or 'none'}; MC dropout T={cfg.evaluate.mc_samples}"
     )
-    lines.append(f"4. report: {Path(cfg.out_dir) / 'evaluation' / 'report.html'}")
+    lines.append(f"4. report: {RunLayout.of(cfg).evaluation / 'report.html'}")
     lines += describe_costs(cfg, config_path, overrides)
     return "\n".join(lines)
 
@@ -105,9 +105,9 @@ def _quiet(clock, log):
 @rebuilds_stale
 def _run_stages(cfg: ExperimentConfig, device, progress: bool, log, clock, parallel_done: bool = False) -> dict:
 
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    layout = RunLayout.of(cfg)
+    layout.out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, layout.config)
     if clock is not None and not parallel_done:
         with clock.stage("members", f"{cfg.teacher.members} teacher members, one after another"):
             for k in range(cfg.teacher.members):

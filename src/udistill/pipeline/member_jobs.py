@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig, save_config
 from ..errors import TrainingError
-from ..layout import MODEL_FILE, member_dir
+from ..layout import RunLayout
 from ..sharding import launched_world_size
 
 REBUILD_ENV = "UDISTILL_REBUILD_STALE"
@@ -51,9 +51,9 @@ def train_members_in_parallel(
     """Train every member of ``cfg`` with ``jobs`` child processes at a time; returns the
     members' checkpoint paths. Call it outside the run's exclusive lock (the children take
     the run shared and their member exclusively)."""
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config = out / "config.yaml"
+    layout = RunLayout.of(cfg)
+    layout.out_dir.mkdir(parents=True, exist_ok=True)
+    config = layout.config
     save_config(cfg, config)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **{REBUILD_ENV: "1"})
@@ -63,7 +63,7 @@ def train_members_in_parallel(
         while pending or running:
             while pending and len(running) < jobs:
                 k = pending.pop(0)
-                folder = member_dir(cfg.out_dir, k)
+                folder = layout.member(k)
                 folder.mkdir(parents=True, exist_ok=True)
                 job_log = folder / "job.log"
                 cmd = [sys.executable, "-m", "udistill", "train-teacher", "--config", str(config), "--member", str(k)]
@@ -88,4 +88,4 @@ def train_members_in_parallel(
             proc.terminate()
         for proc, _, _ in running.values():
             proc.wait()
-    return [member_dir(cfg.out_dir, k) / MODEL_FILE for k in range(cfg.teacher.members)]
+    return [layout.member_model(k) for k in range(cfg.teacher.members)]

@@ -14,13 +14,13 @@ import torch
 from ..config import ExperimentConfig, save_config
 from ..data.from_config import dataset_for
 from ..device import resolve_device
-from ..layout import MODEL_FILE, member_dir
+from ..layout import RunLayout
 from ..models.build import build_model
 from ..sharding import is_main
 from ..train import provenance
 from ..train.loop import STATE_FILE, fit
 from ..train.recipes import member_recipe
-from .runlock import run_lock
+from ..train.stage import Stage, run_stage
 
 
 def parse_members(text: str) -> list[int]:
@@ -52,41 +52,65 @@ def data_meta(dataset) -> dict:
     }
 
 
+def member_stage(cfg: ExperimentConfig, k: int) -> Stage:
+    """Member ``k`` as a stage of the run: its own stage lock (members are independent jobs)."""
+    layout = RunLayout.of(cfg)
+    return Stage(f"member {k}", layout.out_dir, layout.member_model(k), lock=f"member-{k}", resumes=True)
+
+
 def train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> Path:
     """Train member ``k`` into ``out_dir/members/member-k`` (skipped when already finished).
 
     The lock is the member's stage, not the whole run: members are independent jobs (a
     cluster trains them at once); two writers of the *same* member are refused, and so is a
     member job while ``experiment``/``distill``/``evaluate`` hold the run (see runlock)."""
-    with run_lock(cfg.out_dir, stage=f"member-{k}"):
-        return _train_member(cfg, k, device)
-
-
-def _train_member(cfg: ExperimentConfig, k: int, device: str | None = None) -> Path:
-    out = member_dir(cfg.out_dir, k)
-    built_from = provenance.member_inputs(cfg, k)
-    if provenance.reusable(out / MODEL_FILE, built_from, f"member {k}"):
-        return out / MODEL_FILE
-    dev = resolve_device(device or cfg.device)
-    train_set = dataset_for(cfg.data, "train")
-    val_set = dataset_for(cfg.data, "val")
-    provenance.start_stage(out, built_from, f"member {k}")  # once the data is known to load
-    num_classes = train_set.scheme.num_classes
+    stage = member_stage(cfg, k)
+    out = stage.folder
     tcfg = member_recipe(cfg.train, k, cfg.teacher.diversify)
-    torch.manual_seed(cfg.teacher.init_seed + (k if cfg.teacher.diverse_init else 0))
-    # resuming: the weights come from the training state, so no ImageNet download (offline)
-    model = build_model(cfg.model, num_classes, "prediction", pretrained=not (out / STATE_FILE).exists())
-    meta = {"role": "member", "member": k, "built_from": built_from}
-    return train_on_labels(cfg, tcfg, model, (train_set, val_set), out, dev, meta, desc=f"member {k}")
+
+    def load():
+        dev = resolve_device(device or cfg.device)
+        return dev, dataset_for(cfg.data, "train"), dataset_for(cfg.data, "val")
+
+    def prepare(loaded):
+        dev, train_set, val_set = loaded
+        torch.manual_seed(cfg.teacher.init_seed + (k if cfg.teacher.diverse_init else 0))
+        # resuming: the weights come from the training state, so no ImageNet download (offline)
+        model = build_model(
+            cfg.model, train_set.scheme.num_classes, "prediction", pretrained=not (out / STATE_FILE).exists()
+        )
+        return dev, train_set, val_set, model
+
+    def build(prepared, built_from):
+        dev, train_set, val_set, model = prepared
+        meta = {"role": "member", "member": k, "built_from": built_from}
+        fit_on_labels(cfg, tcfg, model, (train_set, val_set), out, dev, meta, desc=f"member {k}")
+
+    return run_stage(
+        stage,
+        lambda: provenance.member_inputs(cfg, k),
+        build,
+        load=load,
+        prepare=prepare,
+        config=dataclasses.replace(cfg, train=tcfg),
+    )
 
 
 def train_on_labels(cfg: ExperimentConfig, tcfg, model, sets, out: Path, dev, meta: dict, desc: str, **fit_options):
-    """Train ``model`` with cross-entropy on ``sets`` = (train, val) into ``out`` (a member, or
-    the control): the stage's config is saved beside it and the checkpoint records ``meta``."""
-    train_set, val_set = sets
+    """Train ``model`` with cross-entropy on ``sets`` = (train, val) into ``out``: the stage's
+    config is saved beside it and the checkpoint records ``meta``. (The members and the control
+    run as stages of :func:`~udistill.train.stage.run_stage`, which saves their config, and call
+    :func:`fit_on_labels`.)"""
     if is_main():
         out.mkdir(parents=True, exist_ok=True)
-        save_config(dataclasses.replace(cfg, train=tcfg), out / "config.yaml")
+        save_config(dataclasses.replace(cfg, train=tcfg), RunLayout.config_in(out))
+    return fit_on_labels(cfg, tcfg, model, sets, out, dev, meta, desc, **fit_options)
+
+
+def fit_on_labels(cfg: ExperimentConfig, tcfg, model, sets, out: Path, dev, meta: dict, desc: str, **fit_options):
+    """Train ``model`` with cross-entropy on ``sets`` = (train, val) into ``out`` (a member, or
+    the control); the checkpoint records ``meta``."""
+    train_set, val_set = sets
     fit(
         model,
         train_set,
@@ -100,7 +124,7 @@ def train_on_labels(cfg: ExperimentConfig, tcfg, model, sets, out: Path, dev, me
         desc=desc,
         **fit_options,
     )
-    return out / MODEL_FILE
+    return RunLayout.model_in(out)
 
 
 def train_members(cfg: ExperimentConfig, members: list[int], device: str | None = None) -> list[Path]:

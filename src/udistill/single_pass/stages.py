@@ -30,18 +30,10 @@ from ..data.from_config import dataset_for
 from ..data.sets import describe_set
 from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_write_json
-from ..layout import MODEL_FILE, member_dir
+from ..layout import DENSITY_FILE, MULTI_HEAD_FILE, TEMPERATURE_FILE, RunLayout  # noqa: F401 - the files' names: importable here
 from ..models.checkpoint import load_model
-from ..train.provenance import (
-    StaleStageError,
-    check_finished,
-    differences,
-    digest,
-    reusable,
-    start_stage,
-    weights_digest,
-)
+from ..train.provenance import StaleStageError, digest, weights_digest  # noqa: F401 - StaleStageError: importable here
+from ..train.stage import Stage, run_stage
 from .feature_density import (
     COVARIANCES,
     SCORES,
@@ -54,9 +46,6 @@ from .feature_density import (
 from .multi_head import MultiHeadPredictor, build_multi_head, load_multi_head, save_multi_head, train_heads
 from .temperature import T_MAX, T_MIN, TemperatureScaled, collect_logits, fit_temperature
 
-TEMPERATURE_FILE = "temperature.json"
-DENSITY_FILE = Path("feature-density") / "density.safetensors"
-MULTI_HEAD_FILE = Path("multi-head") / "model.safetensors"
 STATE_FILE = "last.state.safetensors"
 MULTI_HEAD_RECIPE = "labels: per-head seeded initialisation and Poisson(1) bootstrap of the images (bagging)"
 
@@ -95,8 +84,7 @@ def heads_of(cfg: ExperimentConfig) -> int:
 
 
 def _member0(cfg: ExperimentConfig) -> Path:
-
-    return member_dir(cfg.out_dir, 0) / MODEL_FILE
+    return RunLayout.of(cfg).member_model(0)
 
 
 def _data(cfg: ExperimentConfig, role: str) -> dict:
@@ -145,127 +133,128 @@ def _baseline(cfg: ExperimentConfig, dev):
     return model.eval(), meta
 
 
-def _json_reusable(path: Path, inputs: dict, what: str, rebuild: bool, log: Callable[[str], None]) -> bool:
-    """:func:`udistill.train.provenance.reusable` for a JSON record with a ``built_from`` entry."""
-    if not path.exists():
-        return False
-    try:
-        recorded = json.loads(path.read_text("utf-8")).get("built_from")
-    except (OSError, ValueError, AttributeError):
-        return False  # unreadable: refitted
-    changed = differences(recorded or {}, inputs)
-    if not changed:
-        return True
-    if not rebuild:
-        raise StaleStageError(
-            f"{path}: the {what} is stale ({'; '.join(changed)}); refit it with `udistill experiment`"
-        )
-    log(f"[{what}] stale ({'; '.join(changed)}): refitting")
-    return False
+def temperature_stage(cfg: ExperimentConfig) -> Stage:
+    """The temperature as a stage: one JSON record at the run's top, refitted when stale."""
+    layout = RunLayout.of(cfg)
+    return Stage("temperature", layout.out_dir, layout.temperature, lock="temperature", record="json", refit_stale=True)
+
+
+def density_stage(cfg: ExperimentConfig) -> Stage:
+    layout = RunLayout.of(cfg)
+    return Stage("feature density", layout.out_dir, layout.density_file, lock="feature-density")
+
+
+def multi_head_stage(cfg: ExperimentConfig) -> Stage:
+    """The multi-head ensemble as a stage: it resumes its training state, like a member."""
+    layout = RunLayout.of(cfg)
+    return Stage("multi-head", layout.out_dir, layout.multi_head_model, lock="multi-head", resumes=True)
 
 
 def fit_temperature_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> dict:
     """Fit T on the validation split (or reuse the stored fit); returns the record."""
-    path = Path(cfg.out_dir) / TEMPERATURE_FILE
-    inputs = temperature_inputs(cfg)
-    if _json_reusable(path, inputs, "temperature", True, log):
-        return json.loads(path.read_text("utf-8"))
-    dev = resolve_device(device or cfg.device)
-    model, meta = _baseline(cfg, dev)
-    ds = dataset_for(cfg.data, "val")
-    sp = cfg.single_pass
-    z, y = collect_logits(
-        model, ds, dev, cfg.evaluate.batch_size, sp.temperature_max_pixels, sp.seed, cfg.data.num_workers
-    )
-    fit = fit_temperature(z, y, model_scheme=meta.get("label_scheme"), data_scheme=ds.scheme.name)
-    record = {
-        "temperature": fit["temperature"],
-        "nll_validation": fit["nll"],
-        "nll_validation_at_t1": fit["nll_at_1"],
-        "pixels": fit["pixels"],
-        "images": len(ds),
-        "fitted_on": describe_set(ds),
-        "method": f"golden-section search over 1/T, T in [{T_MIN}, {T_MAX}], on cached validation logits",
-        "built_from": inputs,
-    }
-    atomic_write_json(path, record)
-    return record
+
+    def load():
+        dev = resolve_device(device or cfg.device)
+        model, meta = _baseline(cfg, dev)
+        return dev, model, meta, dataset_for(cfg.data, "val")
+
+    def build(loaded, _inputs) -> dict:
+        dev, model, meta, ds = loaded
+        sp = cfg.single_pass
+        z, y = collect_logits(
+            model, ds, dev, cfg.evaluate.batch_size, sp.temperature_max_pixels, sp.seed, cfg.data.num_workers
+        )
+        fit = fit_temperature(z, y, model_scheme=meta.get("label_scheme"), data_scheme=ds.scheme.name)
+        return {
+            "temperature": fit["temperature"],
+            "nll_validation": fit["nll"],
+            "nll_validation_at_t1": fit["nll_at_1"],
+            "pixels": fit["pixels"],
+            "images": len(ds),
+            "fitted_on": describe_set(ds),
+            "method": f"golden-section search over 1/T, T in [{T_MIN}, {T_MAX}], on cached validation logits",
+        }  # the runner adds built_from and writes it
+
+    return run_stage(temperature_stage(cfg), lambda: temperature_inputs(cfg), build, load=load, log=log)
 
 
-def _on_training_split(cfg: ExperimentConfig, file: Path, inputs: dict, what: str, device, log):
-    """What a stage fitted on the training split needs: None when its finished file is
-    reused, else (path, device, member 0 and its metadata, the training set)."""
-    path = Path(cfg.out_dir) / file
-    if reusable(path, inputs, what, log):
-        return None
+def _on_training_split(cfg: ExperimentConfig, device):
+    """What a stage fitted on the training split loads: (device, member 0 and its metadata, the training set)."""
     dev = resolve_device(device or cfg.device)
     model, meta = _baseline(cfg, dev)
-    return path, dev, model, meta, dataset_for(cfg.data, "train")
+    return dev, model, meta, dataset_for(cfg.data, "train")
 
 
 def fit_density_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> Path:
     """Fit the feature density on the training split (or reuse it); returns its file."""
-    inputs = density_inputs(cfg)
-    prepared = _on_training_split(cfg, DENSITY_FILE, inputs, "feature density", device, log)
-    if prepared is None:
-        return Path(cfg.out_dir) / DENSITY_FILE
-    path, dev, model, _, ds = prepared
-    if ds.scheme.num_classes != model.num_classes:
-        raise ConfigError(
-            f"the training set has {ds.scheme.num_classes} classes, the baseline {model.num_classes}: "
-            "the feature density needs the baseline's own training labels"
+    stage = density_stage(cfg)
+
+    def load():
+        dev, model, meta, ds = _on_training_split(cfg, device)
+        if ds.scheme.num_classes != model.num_classes:
+            raise ConfigError(
+                f"the training set has {ds.scheme.num_classes} classes, the baseline {model.num_classes}: "
+                "the feature density needs the baseline's own training labels"
+            )
+        return dev, model, ds
+
+    def build(loaded, inputs):
+        dev, model, ds = loaded
+        sp = cfg.single_pass
+        acc = accumulate_features(
+            model, ds, dev, model.num_classes, cfg.train.batch_size, sp.density_reservoir, sp.seed, cfg.data.num_workers
         )
-    sp = cfg.single_pass
-    acc = accumulate_features(
-        model, ds, dev, model.num_classes, cfg.train.batch_size, sp.density_reservoir, sp.seed, cfg.data.num_workers
-    )
-    density, info = fit_density(acc, sp.density_covariance, sp.density_jitter, sp.density_score)
-    save_density(
-        path, density, {**info, "fitted_on": {"set": describe_set(ds), "images": len(ds)}, "built_from": inputs}
-    )
-    return path
+        density, info = fit_density(acc, sp.density_covariance, sp.density_jitter, sp.density_score)
+        save_density(
+            stage.output,
+            density,
+            {**info, "fitted_on": {"set": describe_set(ds), "images": len(ds)}, "built_from": inputs},
+        )
+
+    return run_stage(stage, lambda: density_inputs(cfg), build, load=load, log=log)
 
 
 def train_multi_head_stage(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> Path:
     """Train the F heads on the training split (or reuse / resume them); returns the file."""
-    inputs = multi_head_inputs(cfg)
-    prepared = _on_training_split(cfg, MULTI_HEAD_FILE, inputs, "multi-head", device, log)
-    if prepared is None:
-        return Path(cfg.out_dir) / MULTI_HEAD_FILE
-    path, dev, model, meta, ds = prepared
-    start_stage(path.parent, inputs, "multi-head", log)  # an unfinished state of other inputs is set aside
-    sp = cfg.single_pass
-    heads = build_multi_head(model, heads_of(cfg), sp.multi_head_channels, sp.seed)
-    state = path.parent / STATE_FILE
-    history = train_heads(
-        model,
-        heads,
-        ds,
-        dev,
-        sp.multi_head_epochs,
-        sp.multi_head_lr,
-        sp.multi_head_batch_size or cfg.train.batch_size,
-        cfg.train.class_weights,
-        sp.seed,
-        sp.multi_head_cache_mb,
-        state_path=state,
-        log=log,
+    stage = multi_head_stage(cfg)
+
+    def build(loaded, inputs):
+        dev, model, meta, ds = loaded
+        sp = cfg.single_pass
+        heads = build_multi_head(model, heads_of(cfg), sp.multi_head_channels, sp.seed)
+        state = stage.folder / STATE_FILE
+        history = train_heads(
+            model,
+            heads,
+            ds,
+            dev,
+            sp.multi_head_epochs,
+            sp.multi_head_lr,
+            sp.multi_head_batch_size or cfg.train.batch_size,
+            cfg.train.class_weights,
+            sp.seed,
+            sp.multi_head_cache_mb,
+            state_path=state,
+            log=log,
+        )
+        save_multi_head(
+            stage.output,
+            heads,
+            {
+                "recipe": MULTI_HEAD_RECIPE,
+                "epochs": sp.multi_head_epochs,
+                "history": history,
+                "fitted_on": {"set": describe_set(ds), "images": len(ds)},
+                "classes": meta.get("classes"),
+                "label_scheme": meta.get("label_scheme"),
+                "built_from": inputs,
+            },
+        )
+        state.unlink(missing_ok=True)
+
+    return run_stage(
+        stage, lambda: multi_head_inputs(cfg), build, load=lambda: _on_training_split(cfg, device), log=log
     )
-    save_multi_head(
-        path,
-        heads,
-        {
-            "recipe": MULTI_HEAD_RECIPE,
-            "epochs": sp.multi_head_epochs,
-            "history": history,
-            "fitted_on": {"set": describe_set(ds), "images": len(ds)},
-            "classes": meta.get("classes"),
-            "label_scheme": meta.get("label_scheme"),
-            "built_from": inputs,
-        },
-    )
-    state.unlink(missing_ok=True)
-    return path
 
 
 def run_single_pass(cfg: ExperimentConfig, device=None, log: Callable[[str], None] = print) -> dict:
@@ -282,16 +271,16 @@ def run_single_pass(cfg: ExperimentConfig, device=None, log: Callable[[str], Non
 def load_predictors(cfg: ExperimentConfig, baseline, device) -> tuple[dict[str, torch.nn.Module], dict]:
     """The three single-pass predictors on ``baseline`` (member 0, loaded by the caller) and
     their records for results.json; missing or stale stages are refused."""
-    run = Path(cfg.out_dir)
-    t_path, d_path, m_path = run / TEMPERATURE_FILE, run / DENSITY_FILE, run / MULTI_HEAD_FILE
+    t_stage, d_stage, m_stage = temperature_stage(cfg), density_stage(cfg), multi_head_stage(cfg)
+    t_path, d_path, m_path = t_stage.output, d_stage.output, m_stage.output
     for p in (t_path, d_path, m_path):
         if not p.exists():
             raise CheckpointError(
                 f"{p}: single_pass.enabled is set but this single-pass stage is missing; run `udistill experiment`"
             )
-    _json_reusable(t_path, temperature_inputs(cfg), "temperature", False, print)
-    check_finished(d_path, density_inputs(cfg), "feature density")
-    check_finished(m_path, multi_head_inputs(cfg), "multi-head")
+    t_stage.check(temperature_inputs(cfg))
+    d_stage.check(density_inputs(cfg))
+    m_stage.check(multi_head_inputs(cfg))
     t = json.loads(t_path.read_text("utf-8"))
     density, dmeta = load_density(d_path)
     heads, mmeta = load_multi_head(m_path)
