@@ -43,6 +43,7 @@ from ..data.labels import SCHEMES, map_probabilities
 from ..data.sets import check_disjoint, describe_set, test_sets
 from ..device import resolve_device
 from ..io import atomic_write_json
+from ..layout import RunLayout
 from ..progress import progress as progress_bar
 from ..sharding import gather_to_main, global_batches, is_main, my_batches, world
 from .accumulate import SCORE_FLOOR, SetAccumulator
@@ -144,7 +145,7 @@ def run_evaluation(cfg: ExperimentConfig, device: str | None = None, progress: b
     from .report.pipeline import write_figures_and_report
 
     dev = resolve_device(device or cfg.device)
-    out = Path(cfg.out_dir) / "evaluation"
+    out = RunLayout.of(cfg).evaluation
     models = load_models(cfg, dev)  # first: a bad checkpoint leaves no evaluation/ folder behind
     if is_main():  # under torchrun every rank evaluates its share, rank 0 writes
         out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from ..config import ExperimentConfig
 from ..core.ensemble import Ensemble, RunningMoments
 from ..core.pixel_scores import PredictorOutput
 from ..errors import CheckpointError
-from ..layout import MODEL_FILE, control_dir, member_dir, student_dir
+from ..layout import RunLayout
 from ..models.build import SegmentationModel
 from ..models.checkpoint import load_model
 from ..models.latency import device_sync, time_calls
@@ -72,9 +72,10 @@ class EvaluatedModels:
 
 
 def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
-    run = Path(cfg.out_dir)
-    baseline_path = member_dir(run, 0) / MODEL_FILE
-    spath = student_dir(cfg) / MODEL_FILE
+    layout = RunLayout.of(cfg)
+    run = layout.out_dir
+    baseline_path = layout.member_model(0)
+    spath = layout.model_in(layout.student(cfg.model.uncertainty_head))
     for p, what in ((baseline_path, "baseline (member 0)"), (spath, "student")):
         if not p.exists():
             raise CheckpointError(f"{p}: {what} not found; run the earlier stages first (udistill experiment)")
@@ -92,13 +93,13 @@ def load_models(cfg: ExperimentConfig, device) -> EvaluatedModels:
         else None
     )
     light, lmeta = None, {}
-    lpath = student_dir(cfg, "light") / MODEL_FILE
+    lpath = layout.model_in(layout.student_light)
     if cfg.model.uncertainty_head == "paper" and lpath.exists():
         light, lmeta = load_model(
             lpath, expect=cfg.model, num_classes=n, heads="prediction+uncertainty-light", map_location=device
         )
     control = None
-    cpath = control_dir(cfg) / MODEL_FILE
+    cpath = layout.model_in(layout.control)
     if cpath.exists():
         control, _ = load_model(cpath, expect=cfg.model, num_classes=n, heads="prediction", map_location=device)
     for m in (baseline, student, light, control):
