@@ -3,24 +3,16 @@
 import os
 
 import torch
-import torch.distributed as dist
 
-from udistill.train.distributed import shut_down
+from tests.processes import gloo_group
 
 
 def run(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    clean = False
-    try:
+    # the autograd graph of the cross-rank statistics holds the process group: it is gone once
+    # _measure returns, so the group closes in gloo_group and not at the interpreter's exit,
+    # where a gloo thread still alive aborts the process (SIGABRT, 1 run in ~10)
+    with gloo_group(rank, world_size, init_file):
         _measure(rank, out_dir)
-        clean = True
-    finally:
-        # the autograd graph of the cross-rank statistics holds the process group: it is gone
-        # once _measure returns, so the group really closes here and not in the interpreter's
-        # exit, where a gloo thread still alive aborts the process (SIGABRT, 1 run in ~10)
-        shut_down(clean)
 
 
 def _measure(rank: int, out_dir: str) -> None:

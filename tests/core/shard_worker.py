@@ -1,11 +1,8 @@
 """Worker of the two-process (gloo) cache test: imported by spawned processes."""
 
-import os
-
 import torch
-import torch.distributed as dist
 
-from udistill.train.distributed import shut_down
+from tests.processes import gloo_group
 
 
 def tiny_ensemble():
@@ -23,15 +20,8 @@ def tiny_ensemble():
 
 
 def build(rank: int, world_size: int, init_file: str, folder: str, n: int, reduction: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    clean = False
-    try:
-        from tests.toy import ToyDataset
-        from udistill.pipeline.targets import build_cache
+    from tests.toy import ToyDataset
+    from udistill.pipeline.targets import build_cache
 
+    with gloo_group(rank, world_size, init_file):
         build_cache(tiny_ensemble(), ToyDataset(n), folder, batch_size=2, progress=False, reduction=reduction)
-        clean = True
-    finally:
-        shut_down(clean)
